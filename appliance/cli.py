@@ -1,0 +1,196 @@
+"""The `appliance` command: one entry point for every service and admin task."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from appliance import __version__
+from appliance.config import Settings
+from appliance.errors import AppError, ConfigError, ErrorCode
+
+DEFAULT_DATA_DIR = "./data"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="appliance",
+        description="Self-hosted chat, presence, file sharing and calls on one box.",
+    )
+    parser.add_argument("--version", action="version", version=f"appliance {__version__}")
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("APPLIANCE_DATA_DIR", DEFAULT_DATA_DIR),
+        help="where the config, database and objects live (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--config", default=None, help="config file (default: <data-dir>/appliance.toml)"
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("init", help="create the data dir: config with fresh secrets, database")
+    sub.add_parser("up", help="run every service in the foreground under supervisord")
+
+    web = sub.add_parser("web", help="run the web service (HTTP API, Socket.IO, web UI)")
+    web.add_argument("--host", default=None, help="address to bind (default: config web.host)")
+    web.add_argument("--port", type=int, default=None, help="port (default: config web.port)")
+
+    user = sub.add_parser("user", help="manage user accounts")
+    user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    add = user_sub.add_parser(
+        "add",
+        help="add a user; the password is read from stdin when it is not a terminal",
+    )
+    add.add_argument("name")
+    add.add_argument("--admin", action="store_true", help="make the user an administrator")
+
+    units = sub.add_parser("units", help="render the systemd units from the service declaration")
+    units.add_argument("--output", default="systemd", help="folder to write (default: systemd)")
+    units.add_argument(
+        "--check", action="store_true", help="exit 1 if the folder differs from the rendering"
+    )
+    return parser
+
+
+def _settings(args: argparse.Namespace, *, create: bool = True) -> Settings:
+    from appliance.bootstrap import init_data_dir
+    from appliance.config import load
+
+    data_dir = Path(args.data_dir).resolve()
+    config_path = Path(args.config).resolve() if args.config else None
+    if create:
+        settings, created = init_data_dir(data_dir, config_path)
+        if created:
+            print(f"initialised {data_dir}", file=sys.stderr)
+        return settings
+    return load(data_dir, config_path)
+
+
+def _read_password() -> str:
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline()
+        return line.rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    second = getpass.getpass("Password again: ")
+    if first != second:
+        raise AppError(ErrorCode.INVALID_REQUEST, "the two passwords differ")
+    return first
+
+
+async def _add_user(settings: Settings, name: str, password: str, admin: bool) -> int:
+    from appliance.services.auth import AuthService
+    from appliance.services.clock import wall_clock
+    from appliance.services.passwords import PasswordService
+    from appliance.services.throttle import LoginThrottle, MemoryAttemptStore
+    from appliance.services.tokens import TokenCodec
+    from appliance.storage.database import Database
+    from appliance.storage.tokens import TokenRepository
+    from appliance.storage.users import UserRepository
+
+    config = settings.config
+    db = Database(settings.database_path, synchronous=config.database.synchronous)
+    await db.start()
+    try:
+        auth = AuthService(
+            config.auth,
+            UserRepository(db),
+            TokenRepository(db),
+            PasswordService(),
+            TokenCodec(config.auth, wall_clock),
+            LoginThrottle(config.auth, MemoryAttemptStore(), wall_clock),
+            wall_clock,
+        )
+        user = await auth.create_user(name, password, is_admin=admin)
+        return user.id
+    finally:
+        await db.stop()
+
+
+def _up(settings: Settings) -> int:
+    from appliance.supervision.render import supervisord_conf
+
+    run_dir = settings.data_dir / "run"
+    run_dir.mkdir(mode=0o700, exist_ok=True)
+    base = [sys.executable, "-m", "appliance", "--data-dir", str(settings.data_dir)]
+    base += ["--config", str(settings.config_path)]
+    conf = run_dir / "supervisord.conf"
+    conf.write_text(supervisord_conf(base, run_dir), encoding="utf-8")
+    supervisord = shutil.which("supervisord") or str(Path(sys.executable).parent / "supervisord")
+    web = settings.config.web
+    shown_host = "localhost" if web.host in ("0.0.0.0", "::", "127.0.0.1") else web.host  # noqa: S104
+    print(f"Appliance starting. Open http://{shown_host}:{web.port}/", flush=True)
+    token = settings.config.setup.token.get_secret_value()
+    if token:
+        print(f"Set-up token (for the first-run wizard): {token}", flush=True)
+    os.execv(supervisord, [supervisord, "-n", "-c", str(conf)])  # noqa: S606
+    return 0  # not reached
+
+
+def _units(args: argparse.Namespace) -> int:
+    from appliance.supervision.render import systemd_units
+
+    out = Path(args.output)
+    rendered = systemd_units()
+    if args.check:
+        stale = [
+            name
+            for name, text in rendered.items()
+            if not (out / name).is_file() or (out / name).read_text(encoding="utf-8") != text
+        ]
+        extra = (
+            [p.name for p in out.glob("*.service") if p.name not in rendered]
+            if out.is_dir()
+            else []
+        )
+        if stale or extra:
+            print(f"systemd units out of date: {', '.join(stale + extra)}", file=sys.stderr)
+            return 1
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in rendered.items():
+        (out / name).write_text(text, encoding="utf-8")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "units":
+            return _units(args)
+        settings = _settings(args)
+        if args.command == "init":
+            print(f"data dir ready: {settings.data_dir}")
+            return 0
+        if args.command == "up":
+            return _up(settings)
+        if args.command == "web":
+            from appliance.transport.server import serve
+
+            web = settings.config.web
+            serve(settings, args.host or web.host, args.port or web.port)
+            return 0
+        if args.command == "user" and args.user_command == "add":
+            password = _read_password()
+            user_id = asyncio.run(_add_user(settings, args.name, password, args.admin))
+            print(f"added user {args.name} (id {user_id})")
+            return 0
+    except ConfigError as exc:
+        print(f"appliance: {exc}", file=sys.stderr)
+        return 2
+    except AppError as exc:
+        print(f"appliance: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 2

@@ -1,0 +1,201 @@
+"""Typed configuration: one TOML file in the data dir, every key overridable by environment.
+
+`APPLIANCE_<SECTION>__<KEY>` overrides `[section] key`. Unknown or bad keys fail loading with a
+`ConfigError` that names the key.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomlkit
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from appliance.errors import ConfigError
+
+CONFIG_FILENAME = "appliance.toml"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WebConfig(Section):
+    host: str = "0.0.0.0"  # noqa: S104 - the appliance serves its LAN by design
+    port: int = Field(default=8080, ge=1, le=65535)
+    public_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed for Socket.IO and CORS besides the page's own origin.",
+    )
+    max_http_buffer_size: int = Field(default=1_000_000, ge=1024, le=64_000_000)
+    ping_interval: float = Field(default=25.0, gt=0)
+    ping_timeout: float = Field(default=20.0, gt=0)
+    presence_grace: float = Field(default=5.0, ge=0)
+    trust_forwarded_for: bool = False
+    server: Literal["uvicorn", "hypercorn"] = "uvicorn"
+    webui_dir: str = ""
+
+    @field_validator("public_origins")
+    @classmethod
+    def _no_wildcard(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin == "*" or "*" in origin:
+                raise ValueError("wildcard origins are not allowed; list each origin")
+            if not origin.startswith(("http://", "https://")):
+                raise ValueError(f"origin {origin!r} must start with http:// or https://")
+        return [o.rstrip("/") for o in value]
+
+
+class AuthConfig(Section):
+    jwt_secret: SecretStr = SecretStr("")
+    jwt_key_id: str = "k1"
+    jwt_retired_keys: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Old keys by key id, accepted for verification only."
+    )
+    issuer: str = "appliance"
+    audience: str = "appliance-clients"
+    access_ttl: int = Field(default=900, ge=1, le=86_400)
+    refresh_ttl: int = Field(default=30 * 86_400, ge=60)
+    leeway: int = Field(default=10, ge=0, le=120)
+    login_free_failures: int = Field(default=5, ge=1)
+    login_base_delay: float = Field(default=1.0, gt=0)
+    login_max_delay: float = Field(default=900.0, gt=0)
+    password_min_length: int = Field(default=8, ge=1)
+
+
+class DatabaseConfig(Section):
+    path: str = "appliance.db"
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    busy_timeout_ms: int = Field(default=5000, ge=0)
+
+
+class TurnConfig(Section):
+    secret: SecretStr = SecretStr("")
+
+
+class StorageConfig(Section):
+    access_key: str = ""
+    secret_key: SecretStr = SecretStr("")
+
+
+class SetupConfig(Section):
+    token: SecretStr = SecretStr("")
+
+
+class AppConfig(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="APPLIANCE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    web: WebConfig = WebConfig()
+    auth: AuthConfig = AuthConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    turn: TurnConfig = TurnConfig()
+    storage: StorageConfig = StorageConfig()
+    setup: SetupConfig = SetupConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file, which is passed in as init values.
+        return (env_settings, init_settings)
+
+
+class Settings:
+    """The loaded configuration plus where it lives."""
+
+    def __init__(self, data_dir: Path, config: AppConfig, config_path: Path) -> None:
+        self.data_dir = data_dir
+        self.config = config
+        self.config_path = config_path
+
+    @property
+    def database_path(self) -> Path:
+        path = Path(self.config.database.path)
+        return path if path.is_absolute() else self.data_dir / path
+
+    @property
+    def webui_dir(self) -> Path:
+        if self.config.web.webui_dir:
+            return Path(self.config.web.webui_dir)
+        return Path(__file__).resolve().parent.parent / "webui" / "dist"
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"{key}: {msg}")
+    return f"invalid configuration in {source}: " + "; ".join(lines)
+
+
+def parse_config(data: dict[str, Any], source: str = "config") -> AppConfig:
+    try:
+        return AppConfig(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+
+
+def load(data_dir: Path, config_path: Path | None = None) -> Settings:
+    path = config_path or data_dir / CONFIG_FILENAME
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"no configuration at {path}; run `appliance init` first") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    config = parse_config(raw, str(path))
+    if not config.auth.jwt_secret.get_secret_value():
+        raise ConfigError(f"{path}: auth.jwt_secret is empty")
+    return Settings(data_dir, config, path)
+
+
+def generate_config_document() -> tomlkit.TOMLDocument:
+    """A new config file with fresh secrets and every other key at its default (commented)."""
+    doc = tomlkit.document()
+    doc.add(tomlkit.comment("Appliance configuration. Every key: docs/config.md."))
+    doc.add(tomlkit.comment("Any key can be overridden by APPLIANCE_<SECTION>__<KEY>."))
+    web = tomlkit.table()
+    web.add(tomlkit.comment('host = "0.0.0.0"'))
+    web.add(tomlkit.comment("port = 8080"))
+    web.add(tomlkit.comment('public_origins = ["https://chat.example.org"]'))
+    doc["web"] = web
+    auth = tomlkit.table()
+    auth["jwt_secret"] = secrets.token_urlsafe(48)
+    auth["jwt_key_id"] = "k" + secrets.token_hex(4)
+    doc["auth"] = auth
+    turn = tomlkit.table()
+    turn["secret"] = secrets.token_urlsafe(32)
+    doc["turn"] = turn
+    storage = tomlkit.table()
+    storage["access_key"] = "appliance" + secrets.token_hex(6)
+    storage["secret_key"] = secrets.token_urlsafe(32)
+    doc["storage"] = storage
+    setup = tomlkit.table()
+    setup.add(tomlkit.comment("One-time token for the set-up wizard; cleared when set-up is done."))
+    setup["token"] = secrets.token_urlsafe(24)
+    doc["setup"] = setup
+    return doc
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file readable by its owner only (0600), created that way from the start."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)

@@ -1,0 +1,49 @@
+"""Explicit wiring: every service of the `web` process, built once at start-up."""
+
+from __future__ import annotations
+
+from appliance.config import Settings
+from appliance.services.auth import AuthService
+from appliance.services.clock import Clock, wall_clock
+from appliance.services.notifier import Notifier
+from appliance.services.passwords import PasswordService
+from appliance.services.presence import MemoryPresenceStore, PresenceService
+from appliance.services.throttle import LoginThrottle, MemoryAttemptStore
+from appliance.services.tokens import TokenCodec
+from appliance.storage.database import Database
+from appliance.storage.tokens import TokenRepository
+from appliance.storage.users import UserRepository
+
+
+class Container:
+    """Owns the long-lived components; `start()` and `stop()` bring them up and down in order."""
+
+    def __init__(self, settings: Settings, notifier: Notifier, clock: Clock = wall_clock) -> None:
+        config = settings.config
+        self.settings = settings
+        self.clock = clock
+        self.db = Database(
+            settings.database_path,
+            synchronous=config.database.synchronous,
+            busy_timeout_ms=config.database.busy_timeout_ms,
+        )
+        self.users = UserRepository(self.db)
+        self.tokens = TokenRepository(self.db)
+        self.passwords = PasswordService()
+        self.codec = TokenCodec(config.auth, clock)
+        self.throttle = LoginThrottle(config.auth, MemoryAttemptStore(), clock)
+        self.auth = AuthService(
+            config.auth, self.users, self.tokens, self.passwords, self.codec, self.throttle, clock
+        )
+        self.presence = PresenceService(
+            MemoryPresenceStore(), self.users, notifier, clock, grace=config.web.presence_grace
+        )
+
+    async def start(self) -> None:
+        await self.db.start()
+        await self.auth.prune()
+        await self.presence.start()
+
+    async def stop(self) -> None:
+        await self.presence.stop()
+        await self.db.stop()

@@ -1,0 +1,65 @@
+"""One error hierarchy with stable machine codes, shared by HTTP responses and Socket.IO acks."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    INVALID_REQUEST = "invalid_request"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    INVALID_CREDENTIALS = "invalid_credentials"
+    TOKEN_MISSING = "token_missing"
+    TOKEN_INVALID = "token_invalid"
+    TOKEN_EXPIRED = "token_expired"
+    TOKEN_REVOKED = "token_revoked"
+    TOKEN_REUSED = "token_reused"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    RATE_LIMITED = "rate_limited"
+    UNAVAILABLE = "unavailable"
+    INTERNAL = "internal_error"
+
+
+_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.INVALID_REQUEST: 400,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.INVALID_CREDENTIALS: 401,
+    ErrorCode.TOKEN_MISSING: 401,
+    ErrorCode.TOKEN_INVALID: 401,
+    ErrorCode.TOKEN_EXPIRED: 401,
+    ErrorCode.TOKEN_REVOKED: 401,
+    ErrorCode.TOKEN_REUSED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.INTERNAL: 500,
+}
+
+
+class AppError(Exception):
+    """An error a client may see. `message` is safe to show; it never carries secrets."""
+
+    def __init__(self, code: ErrorCode, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+    @property
+    def status(self) -> int:
+        return _STATUS[self.code]
+
+    def to_payload(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code.value, "message": self.message}
+        if self.retry_after is not None:
+            body["retry_after"] = round(self.retry_after, 3)
+        return body
+
+
+class ConfigError(Exception):
+    """The configuration file or environment holds a bad or unknown key."""

@@ -1,0 +1,1 @@
+"""Service layer: the logic. No SQL and no framework objects here."""

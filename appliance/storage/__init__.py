@@ -1,0 +1,1 @@
+"""Storage layer: SQLite through aiosqlite, numbered migrations, one repository per table group."""

@@ -1,0 +1,117 @@
+"""The SQLite database: one aiosqlite connection, WAL, foreign keys, numbered migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import aiosqlite
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations() -> list[Migration]:
+    folder = resources.files("appliance.storage") / "migrations"
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), entry.name, entry.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    for index, migration in enumerate(found, start=1):
+        if migration.version != index:
+            raise RuntimeError(f"migration numbering has a gap or duplicate at {migration.name}")
+    return found
+
+
+class Database:
+    """Owns the connection. Writes go through `transaction()`, which serialises them."""
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL", busy_timeout_ms: int = 5000):
+        self._path = path
+        self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._conn: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise RuntimeError("database is not started")
+        return self._conn
+
+    async def start(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(self._path, isolation_level=None)
+        conn.row_factory = aiosqlite.Row
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        await conn.execute("PRAGMA foreign_keys=ON")
+        await conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+        self._conn = conn
+        await migrate(conn)
+
+    async def stop(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            conn = self.conn
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+
+
+async def _register_functions(conn: aiosqlite.Connection) -> None:
+    await conn.create_function("unixepoch_now", 0, time.time, deterministic=False)
+
+
+async def schema_version(conn: aiosqlite.Connection) -> int:
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at REAL)"
+    )
+    async with conn.execute("SELECT MAX(version) FROM schema_version") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+async def migrate(conn: aiosqlite.Connection, *, target: int | None = None) -> int:
+    """Apply every migration above the current version (up to `target`); return the version."""
+    await _register_functions(conn)
+    current = await schema_version(conn)
+    for migration in load_migrations():
+        if migration.version <= current or (target is not None and migration.version > target):
+            continue
+        # Each migration and its version row commit together or not at all.
+        await conn.executescript(
+            "BEGIN IMMEDIATE;\n"
+            + migration.sql
+            + f"\nINSERT INTO schema_version VALUES ({migration.version}, unixepoch_now());"
+            + "\nCOMMIT;"
+        )
+        current = migration.version
+    return current

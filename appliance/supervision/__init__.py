@@ -1,0 +1,1 @@
+"""The one declaration of the appliance's services, rendered for supervisord and systemd."""

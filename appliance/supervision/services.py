@@ -1,0 +1,30 @@
+"""Every service of the appliance, declared once. Both supervisors are rendered from this list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    name: str
+    description: str
+    command: tuple[str, ...]  # the `appliance` sub-command that runs it in the foreground
+    start_after: tuple[str, ...] = ()
+    stop_wait_seconds: int = 10
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec(
+        name="web",
+        description="HTTP API, Socket.IO and the web UI",
+        command=("web",),
+    ),
+)
+
+
+def by_name(name: str) -> ServiceSpec:
+    for spec in SERVICES:
+        if spec.name == name:
+            return spec
+    raise KeyError(name)

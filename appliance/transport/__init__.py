@@ -1,0 +1,1 @@
+"""Transport layer: HTTP routes and Socket.IO handlers. Parse, authorise, call a service."""

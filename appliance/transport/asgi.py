@@ -1,0 +1,106 @@
+"""The one ASGI app of the `web` service: Quart for HTTP, python-socketio for real time."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+import socketio
+from quart import Quart, Response
+from quart_schema import Info, QuartSchema
+
+from appliance import __version__
+from appliance.config import Settings, WebConfig
+from appliance.container import Container
+from appliance.services.clock import Clock, wall_clock
+from appliance.transport.http import auth_routes, health, users_routes, webui
+from appliance.transport.http.deps import CONTAINER_KEY
+from appliance.transport.http.errors import register_error_handlers
+from appliance.transport.realtime.gateway import RealtimeGateway, SocketNotifier
+
+log = logging.getLogger(__name__)
+
+MAX_API_BODY = 64 * 1024
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+    "connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
+)
+
+
+def origin_checker(config: WebConfig) -> Any:
+    """Allow the configured origins and the page's own origin; never a wildcard."""
+    allowed = set(config.public_origins)
+
+    def check(origin: str | None, environ: dict[str, Any]) -> bool:
+        if not origin:
+            return True  # not a browser cross-origin request (CLI clients, same-origin GETs)
+        if origin.rstrip("/") in allowed:
+            return True
+        host = environ.get("HTTP_HOST", "")
+        parts = urlsplit(origin)
+        return bool(host) and parts.netloc == host and parts.scheme in ("http", "https")
+
+    return check
+
+
+class WebApp:
+    """Holds the pieces so tests and the CLI can reach the container and the gateway."""
+
+    def __init__(self, settings: Settings, clock: Clock = wall_clock) -> None:
+        web = settings.config.web
+        self.sio = socketio.AsyncServer(
+            async_mode="asgi",
+            cors_allowed_origins=origin_checker(web),
+            max_http_buffer_size=web.max_http_buffer_size,
+            ping_interval=web.ping_interval,
+            ping_timeout=web.ping_timeout,
+            logger=False,
+            engineio_logger=False,
+        )
+        self.container = Container(settings, SocketNotifier(self.sio), clock)
+        self.gateway = RealtimeGateway(
+            self.sio, self.container.auth, self.container.presence, clock
+        )
+        self.quart = self._build_quart(settings)
+        self.asgi = socketio.ASGIApp(self.sio, other_asgi_app=self.quart)
+
+    def _build_quart(self, settings: Settings) -> Quart:
+        app = Quart("appliance")
+        app.config["MAX_CONTENT_LENGTH"] = MAX_API_BODY
+        app.config["JSON_SORT_KEYS"] = False
+        app.extensions[CONTAINER_KEY] = self.container
+        QuartSchema(
+            app,
+            info=Info(title="Appliance API", version=__version__),
+            redoc_ui_path=None,
+            scalar_ui_path=None,
+            swagger_ui_path=None,
+            security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
+            conversion_preference="pydantic",
+        )
+        register_error_handlers(app)
+        app.register_blueprint(auth_routes.blueprint)
+        app.register_blueprint(users_routes.blueprint)
+        app.register_blueprint(health.blueprint)
+        app.register_blueprint(webui.make_blueprint(settings.webui_dir))
+
+        @app.before_serving
+        async def _start() -> None:
+            await self.container.start()
+
+        @app.after_serving
+        async def _stop() -> None:
+            await self.gateway.stop()
+            await self.container.stop()
+
+        @app.after_request
+        async def _headers(response: Response) -> Response:
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            response.headers.setdefault("Referrer-Policy", "no-referrer")
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+            return response
+
+        return app

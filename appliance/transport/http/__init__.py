@@ -1,0 +1,1 @@
+"""HTTP transport: JSON under /api, health, OpenAPI and the web UI files."""

@@ -1,0 +1,190 @@
+"""Socket.IO connection lifecycle: token check on connect, expiry, re-authentication, presence."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import socketio
+from pydantic import BaseModel, ConfigDict, Field
+
+from appliance.errors import AppError, ErrorCode
+from appliance.services.auth import AuthService, Principal
+from appliance.services.clock import Clock
+from appliance.services.presence import PresenceService
+from appliance.transport.realtime.acks import Ack, fail, guarded, ok, parse
+
+log = logging.getLogger(__name__)
+
+SESSION_CLOSE = "session:close"
+PRESENCE_LIST = "presence:list"
+AUTH_REFRESH = "auth:refresh"
+
+
+def user_room(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+class TokenPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(min_length=1, max_length=4096)
+
+
+@dataclass(slots=True)
+class SocketSession:
+    principal: Principal
+    expiry: asyncio.Task[None] | None = None
+    closing: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class SocketNotifier:
+    """The `Notifier` the services use, delivered over Socket.IO rooms."""
+
+    def __init__(self, sio: socketio.AsyncServer) -> None:
+        self._sio = sio
+
+    def sids_of(self, user_id: int) -> list[str]:
+        return [sid for sid, _ in self._sio.manager.get_participants("/", user_room(user_id))]
+
+    async def to_everyone(
+        self, event: str, payload: dict[str, Any], *, except_user: int | None = None
+    ) -> None:
+        skip = self.sids_of(except_user) if except_user is not None else None
+        await self._sio.emit(event, payload, skip_sid=skip or None)
+
+    async def to_user(self, user_id: int, event: str, payload: dict[str, Any]) -> None:
+        await self._sio.emit(event, payload, room=user_room(user_id))
+
+
+class RealtimeGateway:
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        auth: AuthService,
+        presence: PresenceService,
+        clock: Clock,
+    ) -> None:
+        self._sio = sio
+        self._auth = auth
+        self._presence = presence
+        self._clock = clock
+        self._sessions: dict[str, SocketSession] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        sio.on("connect", self._on_connect)
+        sio.on("disconnect", self._on_disconnect)
+        sio.on(AUTH_REFRESH, self._on_auth_refresh)
+        sio.on(PRESENCE_LIST, self._on_presence_list)
+        sio.on("*", self._on_unknown)
+        auth.on_family_revoked(self.close_family)
+
+    # -- helpers used by other handlers ----------------------------------------------------
+
+    def principal(self, sid: str) -> Principal:
+        session = self._sessions.get(sid)
+        if session is None or session.closing:
+            raise AppError(ErrorCode.TOKEN_INVALID, "socket is not authenticated")
+        return session.principal
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        for session in self._sessions.values():
+            if session.expiry is not None:
+                session.expiry.cancel()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def close(self, sid: str, reason: ErrorCode, message: str) -> None:
+        """Tell the client why, then disconnect it."""
+        session = self._sessions.get(sid)
+        if session is None or session.closing:
+            return
+        session.closing = True
+        await self._sio.emit(SESSION_CLOSE, {"reason": reason.value, "message": message}, to=sid)
+        await self._sio.disconnect(sid)
+
+    async def close_family(self, family: str) -> None:
+        for sid, session in list(self._sessions.items()):
+            if session.principal.token.family == family:
+                await self.close(sid, ErrorCode.TOKEN_REVOKED, "session was revoked")
+
+    # -- token expiry --------------------------------------------------------------------
+
+    def _schedule_expiry(self, sid: str, session: SocketSession) -> None:
+        if session.expiry is not None:
+            session.expiry.cancel()
+        delay = max(0.0, session.principal.token.expires_at - self._clock())
+        session.expiry = asyncio.create_task(self._expire(sid, delay), name=f"expiry-{sid}")
+
+    async def _expire(self, sid: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self.close(sid, ErrorCode.TOKEN_EXPIRED, "access token expired")
+
+    # -- handlers ------------------------------------------------------------------------
+
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        try:
+            if token is None or token == "":
+                raise AppError(ErrorCode.TOKEN_MISSING, "connect with auth={token: <access JWT>}")
+            principal = await self._auth.authenticate(token)
+        except AppError as exc:
+            raise socketio.exceptions.ConnectionRefusedError(
+                exc.code.value, exc.to_payload()
+            ) from None
+        session = SocketSession(principal)
+        self._sessions[sid] = session
+        await self._sio.enter_room(sid, user_room(principal.user_id))
+        self._schedule_expiry(sid, session)
+        await self._presence.connected(principal.user_id, principal.username, sid)
+        # Sent once the CONNECT packet has gone out, so the client is ready for it.
+        self._spawn(self._send_presence_list(sid), name=f"presence-list-{sid}")
+
+    async def _send_presence_list(self, sid: str) -> None:
+        await asyncio.sleep(0)
+        await self._sio.emit(PRESENCE_LIST, await self._presence_payload(), to=sid)
+
+    async def _presence_payload(self) -> dict[str, Any]:
+        online = await self._presence.online()
+        return {"users": [{"user_id": u.user_id, "username": u.username} for u in online]}
+
+    async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
+        session = self._sessions.pop(sid, None)
+        if session is None:
+            return
+        if session.expiry is not None:
+            session.expiry.cancel()
+        log.debug("socket %s of user %s left: %s", sid, session.principal.user_id, reason)
+        await self._presence.disconnected(session.principal.user_id, sid)
+
+    async def _on_auth_refresh(self, sid: str, data: Any = None) -> Ack:
+        async def work() -> Ack:
+            current = self.principal(sid)
+            payload = parse(TokenPayload, data)
+            fresh = await self._auth.authenticate(payload.token)
+            if fresh.user_id != current.user_id:
+                raise AppError(ErrorCode.FORBIDDEN, "token belongs to another user")
+            session = self._sessions[sid]
+            session.principal = fresh
+            self._schedule_expiry(sid, session)
+            return ok(expires_at=fresh.token.expires_at)
+
+        return await guarded(AUTH_REFRESH, work)
+
+    async def _on_presence_list(self, sid: str, data: Any = None) -> Ack:
+        async def work() -> Ack:
+            self.principal(sid)
+            return ok(**await self._presence_payload())
+
+        return await guarded(PRESENCE_LIST, work)
+
+    async def _on_unknown(self, event: str, sid: str, data: Any = None) -> Ack:
+        return fail(AppError(ErrorCode.INVALID_REQUEST, f"unknown event {event[:64]!r}"))

@@ -1,0 +1,168 @@
+"""Helpers for tests: a real server on a free loopback port, real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import socketio
+import tomlkit
+import uvicorn
+
+from appliance.bootstrap import ensure_config
+from appliance.config import Settings, load
+from appliance.transport.asgi import WebApp
+
+PASSWORD = "correct horse battery"
+
+
+def make_settings(data_dir: Path, overrides: dict[str, dict[str, Any]] | None = None) -> Settings:
+    """A fresh data dir like `appliance init` makes, with some keys changed in the file."""
+    settings, _ = ensure_config(data_dir)
+    if overrides:
+        doc = tomlkit.parse(settings.config_path.read_text())
+        for section, values in overrides.items():
+            table = doc.setdefault(section, tomlkit.table())
+            for key, value in values.items():
+                table[key] = value
+        settings.config_path.write_text(tomlkit.dumps(doc))
+        settings = load(data_dir)
+    return settings
+
+
+def bind_loopback() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+@dataclass
+class RunningServer:
+    url: str
+    app: WebApp
+    settings: Settings
+    http: httpx.AsyncClient
+    sockets: list[socketio.AsyncClient] = field(default_factory=list)
+
+    async def add_user(self, name: str, *, admin: bool = False, password: str = PASSWORD) -> int:
+        user = await self.app.container.auth.create_user(name, password, is_admin=admin)
+        return user.id
+
+    async def login(self, name: str, password: str = PASSWORD) -> dict[str, Any]:
+        response = await self.http.post(
+            "/api/auth/login", json={"username": name, "password": password}
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def token(self, name: str) -> str:
+        return str((await self.login(name))["access_token"])
+
+    async def connect(self, token: str | None, **kwargs: Any) -> EventClient:
+        client = EventClient(self.url)
+        self.sockets.append(client.sio)
+        await client.connect(token, **kwargs)
+        return client
+
+    async def user_socket(self, name: str) -> EventClient:
+        """Log `name` in and connect a socket, waiting for its first presence list."""
+        client = await self.connect(await self.token(name))
+        await client.next("presence:list")
+        return client
+
+
+class EventClient:
+    """A python-socketio client that queues every event it receives, for awaiting in order."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.connect_error: Any = None
+        self.disconnected = asyncio.Event()
+
+        @self.sio.on("*")
+        async def _any(event: str, data: Any = None) -> None:
+            await self.events.put((event, data))
+
+        @self.sio.on("connect_error")
+        async def _refused(data: Any) -> None:
+            self.connect_error = data
+
+        @self.sio.on("disconnect")
+        async def _gone(reason: Any = None) -> None:
+            self.disconnected.set()
+
+    async def connect(self, token: str | None, **kwargs: Any) -> None:
+        auth = {"token": token} if token is not None else kwargs.pop("auth", None)
+        await self.sio.connect(
+            self.url, auth=auth, transports=kwargs.pop("transports", ["websocket"]), **kwargs
+        )
+
+    async def next(self, event: str | None = None, timeout: float = 5.0) -> Any:
+        """The next event (of that name, skipping others)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                name, data = await self.events.get()
+                if event is None or name == event:
+                    return data if event is not None else (name, data)
+
+    async def call(self, event: str, data: Any = None, timeout: float = 5.0) -> Any:
+        return await self.sio.call(event, data, timeout=timeout)
+
+    def drain(self) -> list[tuple[str, Any]]:
+        items = []
+        while not self.events.empty():
+            items.append(self.events.get_nowait())
+        return items
+
+    async def close(self) -> None:
+        if self.sio.connected:
+            await self.sio.disconnect()
+
+
+@asynccontextmanager
+async def running_server(
+    data_dir: Path, overrides: dict[str, dict[str, Any]] | None = None
+) -> AsyncIterator[RunningServer]:
+    settings = make_settings(data_dir, overrides)
+    app = WebApp(settings)
+    sock = bind_loopback()
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app.asgi,
+            lifespan="on",
+            log_level="warning",
+            ws="websockets-sansio",
+            timeout_graceful_shutdown=2,
+        )
+    )
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        running = RunningServer(url, app, settings, http)
+        # The socket is already listening; wait for start-up (lifespan) to finish.
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.005)
+        try:
+            yield running
+        finally:
+            for client in running.sockets:
+                if client.connected:
+                    await client.disconnect()
+            server.should_exit = True
+            await task
+            sock.close()
