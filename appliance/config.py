@@ -33,8 +33,9 @@ class WebConfig(Section):
         description="Origins allowed for Socket.IO and CORS besides the page's own origin.",
     )
     max_http_buffer_size: int = Field(default=1_000_000, ge=1024, le=64_000_000)
-    ping_interval: float = Field(default=25.0, gt=0)
-    ping_timeout: float = Field(default=20.0, gt=0)
+    # Whole seconds: python-engineio announces the interval to clients truncated to seconds.
+    ping_interval: int = Field(default=25, ge=1, le=300)
+    ping_timeout: int = Field(default=20, ge=1, le=300)
     presence_grace: float = Field(default=5.0, ge=0)
     trust_forwarded_for: bool = False
     server: Literal["uvicorn", "hypercorn"] = "uvicorn"

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import socketio
 import tomlkit
@@ -51,7 +52,7 @@ class RunningServer:
     app: WebApp
     settings: Settings
     http: httpx.AsyncClient
-    sockets: list[socketio.AsyncClient] = field(default_factory=list)
+    clients: list[EventClient] = field(default_factory=list)
 
     async def add_user(self, name: str, *, admin: bool = False, password: str = PASSWORD) -> int:
         user = await self.app.container.auth.create_user(name, password, is_admin=admin)
@@ -68,9 +69,14 @@ class RunningServer:
     async def token(self, name: str) -> str:
         return str((await self.login(name))["access_token"])
 
-    async def connect(self, token: str | None, **kwargs: Any) -> EventClient:
+    def client(self) -> EventClient:
+        """A new, unconnected client, closed with the server."""
         client = EventClient(self.url)
-        self.sockets.append(client.sio)
+        self.clients.append(client)
+        return client
+
+    async def connect(self, token: str | None, **kwargs: Any) -> EventClient:
+        client = self.client()
         await client.connect(token, **kwargs)
         return client
 
@@ -86,6 +92,7 @@ class EventClient:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.http_session: aiohttp.ClientSession | None = None
         self.sio = socketio.AsyncClient(reconnection=False)
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.connect_error: Any = None
@@ -105,6 +112,11 @@ class EventClient:
 
     async def connect(self, token: str | None, **kwargs: Any) -> None:
         auth = {"token": token} if token is not None else kwargs.pop("auth", None)
+        if self.http_session is None:
+            # Owned here so a refused connect does not leak aiohttp's session.
+            self.http_session = aiohttp.ClientSession()
+            self.sio.eio.http = self.http_session
+            self.sio.eio.external_http = True
         await self.sio.connect(
             self.url, auth=auth, transports=kwargs.pop("transports", ["websocket"]), **kwargs
         )
@@ -129,6 +141,8 @@ class EventClient:
     async def close(self) -> None:
         if self.sio.connected:
             await self.sio.disconnect()
+        if self.http_session is not None:
+            await self.http_session.close()
 
 
 @asynccontextmanager
@@ -160,9 +174,63 @@ async def running_server(
         try:
             yield running
         finally:
-            for client in running.sockets:
-                if client.connected:
-                    await client.disconnect()
+            for client in running.clients:
+                await client.close()
             server.should_exit = True
             await task
             sock.close()
+
+
+class BackgroundServer:
+    """A running server and one logged-in client on a loop in another thread, for sync tests
+    (hypothesis drives its examples synchronously)."""
+
+    def __init__(self, data_dir: Path, overrides: dict[str, dict[str, Any]] | None = None) -> None:
+        import threading
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._stop = asyncio.Event()
+        self._ready: asyncio.Future[tuple[RunningServer, EventClient]] = self._loop.create_future()
+        self._data_dir = data_dir
+        self._overrides = overrides
+        self._main = asyncio.run_coroutine_threadsafe(self._run(), self._loop)
+        self.server, self.client = asyncio.run_coroutine_threadsafe(
+            self._wait_ready(), self._loop
+        ).result(timeout=30)
+
+    async def _wait_ready(self) -> tuple[RunningServer, EventClient]:
+        return await self._ready
+
+    async def _run(self) -> None:
+        try:
+            async with running_server(self._data_dir, self._overrides) as server:
+                await server.add_user("fuzz")
+                client = await server.user_socket("fuzz")
+                self._ready.set_result((server, client))
+                await self._stop.wait()
+        except BaseException as exc:
+            if not self._ready.done():
+                self._ready.set_exception(exc)
+            raise
+
+    def run(self, coro: Any, timeout: float = 10) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=timeout)
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._main.result(timeout=30)
+        self.run(_cancel_leftovers())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+
+async def _cancel_leftovers() -> None:
+    """engine.io leaves a sleeping ping task per closed socket; cancel them before closing."""
+    current = asyncio.current_task()
+    leftovers = [t for t in asyncio.all_tasks() if t is not current]
+    for task in leftovers:
+        task.cancel()
+    await asyncio.gather(*leftovers, return_exceptions=True)

@@ -87,13 +87,15 @@ class PresenceService:
         return None
 
     async def stop(self) -> None:
+        """Cancel grace timers and record everyone still counted online as last seen now."""
+        leaving = set(self._pending_offline) | await self._store.users()
         pending = list(self._pending_offline.values())
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         self._pending_offline.clear()
         now = self._clock()
-        for user_id in await self._store.users():
+        for user_id in leaving:
             await self._users.set_last_seen(user_id, now)
 
     async def connected(self, user_id: int, username: str, sid: str) -> None:

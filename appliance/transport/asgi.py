@@ -92,6 +92,9 @@ class WebApp:
 
         @app.after_serving
         async def _stop() -> None:
+            # Close every socket first (their disconnect handlers still see the database),
+            # then stop engine.io's service task, then the services.
+            await self.sio.shutdown()
             await self.gateway.stop()
             await self.container.stop()
 

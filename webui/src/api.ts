@@ -1,0 +1,132 @@
+// HTTP access to the appliance's JSON API. Plain functions of an access token; the Session
+// (session.ts) owns the tokens and wraps these with refresh-on-expiry.
+
+import type { ErrorBody, Me, TokenResponse, UserList } from "./protocol.ts";
+
+/** The server answered with `{"error": {code, message}}` (or an unexpected status). */
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  /** Seconds to wait before trying again (429), from Retry-After or the body. */
+  readonly retryAfter: number | null;
+
+  constructor(status: number, body: ErrorBody, retryAfter: number | null) {
+    super(body.message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = body.code;
+    this.retryAfter = retryAfter;
+  }
+}
+
+/** The request never got an answer (server down, network gone). */
+export class NetworkError extends Error {
+  constructor(cause: unknown) {
+    super("the appliance could not be reached", { cause });
+    this.name = "NetworkError";
+  }
+}
+
+/** Token-level refusals after which the user must sign in again. */
+export const SESSION_ENDING_CODES = new Set([
+  "token_missing",
+  "token_invalid",
+  "token_expired",
+  "token_revoked",
+  "token_reused",
+]);
+
+// Server clock minus browser clock, learnt from the Date header, so that "last seen 5 min ago"
+// (server timestamps) stays right when the browser's clock is off.
+let serverOffsetMs = 0;
+
+/** The server's current time in milliseconds, as best known. */
+export function serverNow(): number {
+  return Date.now() + serverOffsetMs;
+}
+
+function learnClock(response: Response): void {
+  const date = response.headers.get("Date");
+  if (!date) return;
+  const ms = Date.parse(date);
+  // The header has whole seconds: +500 ms is the expected truncation.
+  if (Number.isFinite(ms)) serverOffsetMs = ms + 500 - Date.now();
+}
+
+function parseRetryAfter(response: Response, body: ErrorBody): number | null {
+  const header = response.headers.get("Retry-After");
+  if (header) {
+    const seconds = Number(header);
+    if (Number.isFinite(seconds)) return Math.max(0, Math.ceil(seconds));
+    const at = Date.parse(header);
+    if (Number.isFinite(at)) return Math.max(0, Math.ceil((at - Date.now()) / 1000));
+  }
+  return typeof body.retry_after === "number" ? Math.ceil(body.retry_after) : null;
+}
+
+function isErrorBody(value: unknown): value is { error: ErrorBody } {
+  if (typeof value !== "object" || value === null || !("error" in value)) return false;
+  const error = (value as { error: unknown }).error;
+  return typeof error === "object" && error !== null && "code" in error && "message" in error;
+}
+
+interface RequestOptions {
+  body?: unknown;
+  token?: string;
+  signal?: AbortSignal;
+}
+
+async function request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+  const headers: Record<string, string> = { Accept: "application/json" };
+  if (options.body !== undefined) headers["Content-Type"] = "application/json";
+  if (options.token) headers.Authorization = `Bearer ${options.token}`;
+  let response: Response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: options.body === undefined ? undefined : JSON.stringify(options.body),
+      credentials: "same-origin",
+      cache: "no-store",
+      signal: options.signal,
+    });
+  } catch (error) {
+    if (error instanceof DOMException && error.name === "AbortError") throw error;
+    throw new NetworkError(error);
+  }
+  learnClock(response);
+  if (response.status === 204) return undefined as T;
+  let payload: unknown = null;
+  try {
+    payload = await response.json();
+  } catch {
+    payload = null;
+  }
+  if (!response.ok) {
+    const body: ErrorBody = isErrorBody(payload)
+      ? payload.error
+      : { code: "http_" + response.status, message: response.statusText || "request failed" };
+    throw new ApiError(response.status, body, parseRetryAfter(response, body));
+  }
+  return payload as T;
+}
+
+export function login(username: string, password: string): Promise<TokenResponse> {
+  return request("POST", "/api/auth/login", { body: { username, password } });
+}
+
+export function refresh(refreshToken: string): Promise<TokenResponse> {
+  return request("POST", "/api/auth/refresh", { body: { refresh_token: refreshToken } });
+}
+
+export function logout(token: string): Promise<void> {
+  return request("POST", "/api/auth/logout", { token });
+}
+
+export function me(token: string): Promise<Me> {
+  return request("GET", "/api/me", { token });
+}
+
+export function users(token: string): Promise<UserList> {
+  return request("GET", "/api/users", { token });
+}

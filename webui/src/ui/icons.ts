@@ -1,0 +1,48 @@
+// Static SVG icons (trusted constants, used with fromMarkup).
+
+import { fromMarkup } from "./dom.ts";
+
+const svg = (body: string, size = 20): string =>
+  `<svg xmlns="http://www.w3.org/2000/svg" width="${size}" height="${size}" viewBox="0 0 24 24" ` +
+  `fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" ` +
+  `stroke-linejoin="round" aria-hidden="true" focusable="false">${body}</svg>`;
+
+const MARKUP = {
+  logo:
+    `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32" aria-hidden="true" focusable="false">` +
+    `<rect width="32" height="32" rx="9" fill="currentColor"/>` +
+    `<path d="M9 11.5A3.5 3.5 0 0 1 12.5 8h7A3.5 3.5 0 0 1 23 11.5v5a3.5 3.5 0 0 1-3.5 3.5H15l-4.2 3.4` +
+    `c-.5.4-1.3 0-1.3-.6V20.1A3.5 3.5 0 0 1 9 16.5z" fill="#fff"/>` +
+    `<circle cx="13" cy="14" r="1.4" fill="currentColor"/><circle cx="16" cy="14" r="1.4" ` +
+    `fill="currentColor"/><circle cx="19" cy="14" r="1.4" fill="currentColor"/></svg>`,
+  signOut: svg(
+    `<path d="M9 21H5a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2h4"/><path d="m16 17 5-5-5-5"/><path d="M21 12H9"/>`,
+    18,
+  ),
+  alert: svg(
+    `<circle cx="12" cy="12" r="10"/><path d="M12 8v4"/><path d="M12 16h.01"/>`,
+    18,
+  ),
+  clock: svg(`<circle cx="12" cy="12" r="10"/><path d="M12 6v6l4 2"/>`, 18),
+  info: svg(`<circle cx="12" cy="12" r="10"/><path d="M12 16v-4"/><path d="M12 8h.01"/>`, 18),
+  back: svg(`<path d="m15 18-6-6 6-6"/>`),
+  users: svg(
+    `<path d="M16 21v-2a4 4 0 0 0-4-4H6a4 4 0 0 0-4 4v2"/><circle cx="9" cy="7" r="4"/>` +
+      `<path d="M22 21v-2a4 4 0 0 0-3-3.87"/><path d="M16 3.13a4 4 0 0 1 0 7.75"/>`,
+  ),
+  chat: `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 160 120" aria-hidden="true" focusable="false">` +
+    `<rect x="14" y="18" width="96" height="60" rx="18" class="illo-back"/>` +
+    `<path d="M38 78v18l20-18z" class="illo-back"/>` +
+    `<rect x="52" y="42" width="94" height="56" rx="18" class="illo-front"/>` +
+    `<path d="M124 98v16l-18-16z" class="illo-front"/>` +
+    `<circle cx="80" cy="70" r="5" class="illo-dot"/><circle cx="99" cy="70" r="5" class="illo-dot"/>` +
+    `<circle cx="118" cy="70" r="5" class="illo-dot"/></svg>`,
+} as const;
+
+export type IconName = keyof typeof MARKUP;
+
+export function icon(name: IconName, className = "icon"): Element {
+  const el = fromMarkup(MARKUP[name]);
+  el.setAttribute("class", className);
+  return el;
+}
