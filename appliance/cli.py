@@ -113,6 +113,18 @@ async def _add_user(settings: Settings, name: str, password: str, admin: bool) -
         await db.stop()
 
 
+async def _user_count(settings: Settings) -> int:
+    from appliance.storage.database import Database
+    from appliance.storage.users import UserRepository
+
+    db = Database(settings.database_path)
+    await db.start()
+    try:
+        return await UserRepository(db).count()
+    finally:
+        await db.stop()
+
+
 def _up(settings: Settings) -> int:
     from appliance.supervision.render import supervisord_conf
 
@@ -129,6 +141,13 @@ def _up(settings: Settings) -> int:
     token = settings.config.setup.token.get_secret_value()
     if token:
         print(f"Set-up token (for the first-run wizard): {token}", flush=True)
+    if asyncio.run(_user_count(settings)) == 0:
+        print(
+            "No accounts yet. Create the first one in another terminal:\n"
+            f"  {sys.executable} -m appliance --data-dir {settings.data_dir}"
+            " user add admin --admin",
+            flush=True,
+        )
     os.execv(supervisord, [supervisord, "-n", "-c", str(conf)])  # noqa: S606
     return 0  # not reached
 

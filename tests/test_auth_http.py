@@ -102,7 +102,9 @@ async def test_refresh_rotates(server: RunningServer) -> None:
         "/api/auth/refresh", json={"refresh_token": second["refresh_token"]}
     )
     assert third.status_code == 200
-    assert (await server.http.get("/api/me", headers=bearer(third.json()["access_token"]))).is_success
+    assert (
+        await server.http.get("/api/me", headers=bearer(third.json()["access_token"]))
+    ).is_success
 
 
 async def test_refresh_reuse_revokes_the_whole_family(server: RunningServer) -> None:
@@ -126,7 +128,9 @@ async def test_refresh_reuse_revokes_the_whole_family(server: RunningServer) -> 
         me = await server.http.get("/api/me", headers=bearer(token))
         assert me.json()["error"]["code"] == "token_revoked"
     # Another login of the same user is untouched.
-    assert (await server.http.get("/api/me", headers=bearer(other_login["access_token"]))).is_success
+    assert (
+        await server.http.get("/api/me", headers=bearer(other_login["access_token"]))
+    ).is_success
 
 
 async def test_refresh_with_bad_tokens(server: RunningServer) -> None:
@@ -227,7 +231,13 @@ async def test_health_and_openapi(server: RunningServer) -> None:
     assert health.json()["services"]["web"]["state"] == "up"
     assert health.json()["services"]["database"]["state"] == "up"
     spec = (await server.http.get("/openapi.json")).json()
-    for path in ("/api/auth/login", "/api/auth/refresh", "/api/auth/logout", "/api/me", "/api/users"):
+    for path in (
+        "/api/auth/login",
+        "/api/auth/refresh",
+        "/api/auth/logout",
+        "/api/me",
+        "/api/users",
+    ):
         assert path in spec["paths"], path
     login_schema = spec["paths"]["/api/auth/login"]["post"]["requestBody"]
     assert "application/json" in login_schema["content"]

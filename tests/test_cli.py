@@ -53,7 +53,8 @@ def test_init_creates_private_data_dir(tmp_path: Path) -> None:
         assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
     # Secrets are never printed.
     secret_line = next(
-        line for line in (data / "appliance.toml").read_text().splitlines()
+        line
+        for line in (data / "appliance.toml").read_text().splitlines()
         if line.startswith("jwt_secret")
     )
     secret = secret_line.split('"')[1]

@@ -94,9 +94,7 @@ def test_bad_environment_value_is_named(tmp_path: Path, monkeypatch: pytest.Monk
         load(tmp_path)
 
 
-def test_unknown_environment_key_is_named(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_unknown_environment_key_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ensure_config(tmp_path)
     monkeypatch.setenv("APPLIANCE_WEB__PROT", "1")
     with pytest.raises(ConfigError, match=r"web\.prot: unknown key"):
@@ -109,3 +107,14 @@ def test_data_dir_variable_is_not_a_config_key(
     ensure_config(tmp_path)
     monkeypatch.setenv("APPLIANCE_DATA_DIR", str(tmp_path))
     assert load(tmp_path).config.web.port == 8080
+
+
+def test_docs_name_every_key() -> None:
+    from appliance.config import AppConfig
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "config.md").read_text()
+    for section, field in AppConfig.model_fields.items():
+        assert f"## `[{section}]`" in doc, section
+        assert field.annotation is not None
+        for key in field.annotation.model_fields:  # type: ignore[union-attr]
+            assert f"| `{key}` |" in doc, f"{section}.{key}"

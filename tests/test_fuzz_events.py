@@ -21,8 +21,9 @@ json_values = st.recursive(
     | st.integers(min_value=-(2**63), max_value=2**63)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=64),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=12), children, max_size=5)
+    ),
     max_leaves=20,
 )
 payloads = json_values | st.fixed_dictionaries({"token": json_values})
@@ -40,9 +41,7 @@ def background(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundS
 @pytest.mark.timeout(120)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(event=events, payload=payloads)
-def test_any_payload_gets_typed_ack(
-    background: BackgroundServer, event: str, payload: Any
-) -> None:
+def test_any_payload_gets_typed_ack(background: BackgroundServer, event: str, payload: Any) -> None:
     ack = background.run(background.client.call(event, payload))
     assert isinstance(ack, dict)
     if ack["ok"] is False:

@@ -13,11 +13,13 @@ LATEST = len(load_migrations())
 
 
 async def schema_of(path: Path) -> list[tuple[str, str]]:
-    async with aiosqlite.connect(path) as conn:
-        async with conn.execute(
+    async with (
+        aiosqlite.connect(path) as conn,
+        conn.execute(
             "SELECT name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
-        ) as cur:
-            return [(r[0], r[1]) for r in await cur.fetchall()]
+        ) as cur,
+    ):
+        return [(r[0], r[1]) for r in await cur.fetchall()]
 
 
 async def test_empty_database_migrates_to_latest(tmp_path: Path) -> None:

@@ -104,10 +104,20 @@ async def test_directory_lists_presence(server: RunningServer) -> None:
     await alice.next("presence:list")
     users = (await server.http.get("/api/users", headers=bearer(alice_token))).json()["users"]
     assert users == [
-        {"user_id": alice_id, "username": "alice", "is_admin": False, "online": True,
-         "last_seen": None},
-        {"user_id": bob_id, "username": "bob", "is_admin": False, "online": False,
-         "last_seen": None},
+        {
+            "user_id": alice_id,
+            "username": "alice",
+            "is_admin": False,
+            "online": True,
+            "last_seen": None,
+        },
+        {
+            "user_id": bob_id,
+            "username": "bob",
+            "is_admin": False,
+            "online": False,
+            "last_seen": None,
+        },
     ]
     bob = await server.user_socket("bob")
     await bob.close()
@@ -134,7 +144,9 @@ async def test_shutdown_records_last_seen(tmp_path: Path) -> None:
         await server.add_user("alice")
         await server.user_socket("alice")
     # The server has stopped; read the database directly.
-    async with aiosqlite.connect(tmp_path / "d" / "appliance.db") as conn:
-        async with conn.execute("SELECT last_seen FROM users WHERE username='alice'") as cur:
-            row = await cur.fetchone()
+    async with (
+        aiosqlite.connect(tmp_path / "d" / "appliance.db") as conn,
+        conn.execute("SELECT last_seen FROM users WHERE username='alice'") as cur,
+    ):
+        row = await cur.fetchone()
     assert row is not None and row[0] is not None

@@ -149,9 +149,12 @@ async def test_auth_refresh_keeps_socket_open(tmp_path: Path) -> None:
         close = await client.next("session:close", timeout=6)
         assert close["reason"] == "token_expired"
         # It lived past the first token's expiry.
-        assert time.time() >= json.loads(
-            base64.urlsafe_b64decode(first["access_token"].split(".")[1] + "==")
-        )["exp"]
+        assert (
+            time.time()
+            >= json.loads(base64.urlsafe_b64decode(first["access_token"].split(".")[1] + "=="))[
+                "exp"
+            ]
+        )
 
 
 async def test_auth_refresh_rejects_bad_payloads(server: RunningServer) -> None:
@@ -182,7 +185,10 @@ async def test_unknown_event_gets_typed_error(server: RunningServer) -> None:
     await server.add_user("alice")
     client = await server.user_socket("alice")
     ack = await client.call("no:such-event", {"x": 1})
-    assert ack == {"ok": False, "error": {"code": "invalid_request", "message": ack["error"]["message"]}}
+    assert ack == {
+        "ok": False,
+        "error": {"code": "invalid_request", "message": ack["error"]["message"]},
+    }
 
 
 async def test_oversized_frame_drops_only_that_socket(tmp_path: Path) -> None:

@@ -35,9 +35,6 @@ def _row(row: aiosqlite.Row) -> UserRecord:
     )
 
 
-_COLUMNS = "id, username, password_hash, is_admin, created_at, last_seen"
-
-
 class UserRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -60,23 +57,26 @@ class UserRepository:
 
     async def by_username(self, username: str) -> UserRecord | None:
         async with self._db.conn.execute(
-            f"SELECT {_COLUMNS} FROM users WHERE username = ?",
-            (username,),  # noqa: S608 - constant column list
+            "SELECT id, username, password_hash, is_admin, created_at, last_seen"
+            " FROM users WHERE username = ?",
+            (username,),
         ) as cur:
             row = await cur.fetchone()
         return _row(row) if row else None
 
     async def by_id(self, user_id: int) -> UserRecord | None:
         async with self._db.conn.execute(
-            f"SELECT {_COLUMNS} FROM users WHERE id = ?",
-            (user_id,),  # noqa: S608 - constant column list
+            "SELECT id, username, password_hash, is_admin, created_at, last_seen"
+            " FROM users WHERE id = ?",
+            (user_id,),
         ) as cur:
             row = await cur.fetchone()
         return _row(row) if row else None
 
     async def list_all(self) -> list[UserRecord]:
         async with self._db.conn.execute(
-            f"SELECT {_COLUMNS} FROM users ORDER BY username COLLATE NOCASE"  # noqa: S608 - constant column list
+            "SELECT id, username, password_hash, is_admin, created_at, last_seen"
+            " FROM users ORDER BY username COLLATE NOCASE"
         ) as cur:
             rows = await cur.fetchall()
         return [_row(r) for r in rows]

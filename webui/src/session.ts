@@ -183,7 +183,8 @@ export class Session extends Emitter<SessionEvents> {
 
   /** Run an HTTP call with the access token, refreshing once if it turned out expired. */
   async authed<T>(call: (token: string) => Promise<T>): Promise<T> {
-    if (Date.now() >= this.tokens.expiresAt - 5_000) await this.refreshOrEnd();
+    const margin = Math.min(5_000, this.tokens.lifetime * 100); // 5 s, or 10% of short lifetimes
+    if (Date.now() >= this.tokens.expiresAt - margin) await this.refreshOrEnd();
     try {
       return await call(this.tokens.access);
     } catch (error) {
