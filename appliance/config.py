@@ -75,6 +75,31 @@ class DatabaseConfig(Section):
     busy_timeout_ms: int = Field(default=5000, ge=0)
 
 
+class ChatConfig(Section):
+    max_text_length: int = Field(default=4000, ge=1, le=100_000)
+    history_max_limit: int = Field(default=100, ge=1, le=1000)
+    sync_max_messages: int = Field(default=500, ge=1, le=10_000)
+    typing_ttl: float = Field(default=6.0, gt=0)
+    max_group_members: int = Field(default=256, ge=2)
+    write_batch_max: int = Field(default=256, ge=1, le=5000)
+
+
+class RateLimitsConfig(Section):
+    """Token buckets per user, shared by all of the user's sockets: `rate` tokens a second,
+    at most `burst` saved up."""
+
+    chat_rate: float = Field(default=10.0, gt=0)
+    chat_burst: int = Field(default=30, ge=1)
+    typing_rate: float = Field(default=2.0, gt=0)
+    typing_burst: int = Field(default=5, ge=1)
+    signaling_rate: float = Field(default=50.0, gt=0)
+    signaling_burst: int = Field(default=200, ge=1)
+    media_rate: float = Field(default=1.0, gt=0)
+    media_burst: int = Field(default=10, ge=1)
+    abuse_factor: float = Field(default=3.0, gt=1)
+    abuse_window: float = Field(default=10.0, gt=0)
+
+
 class TurnConfig(Section):
     secret: SecretStr = SecretStr("")
 
@@ -99,6 +124,8 @@ class AppConfig(BaseSettings):
     web: WebConfig = WebConfig()
     auth: AuthConfig = AuthConfig()
     database: DatabaseConfig = DatabaseConfig()
+    chat: ChatConfig = ChatConfig()
+    rate_limits: RateLimitsConfig = RateLimitsConfig()
     turn: TurnConfig = TurnConfig()
     storage: StorageConfig = StorageConfig()
     setup: SetupConfig = SetupConfig()

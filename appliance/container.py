@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from appliance.config import Settings
 from appliance.services.auth import AuthService
+from appliance.services.chat import ChatService
 from appliance.services.clock import Clock, wall_clock
 from appliance.services.notifier import Notifier
 from appliance.services.passwords import PasswordService
 from appliance.services.presence import MemoryPresenceStore, PresenceService
+from appliance.services.ratelimit import MemoryRateLimiter
 from appliance.services.throttle import LoginThrottle, MemoryAttemptStore
 from appliance.services.tokens import TokenCodec
 from appliance.storage.database import Database
+from appliance.storage.message_writer import MessageWriter
+from appliance.storage.messages import MessageRepository
+from appliance.storage.rooms import RoomRepository
 from appliance.storage.tokens import TokenRepository
 from appliance.storage.users import UserRepository
 
@@ -38,12 +43,21 @@ class Container:
         self.presence = PresenceService(
             MemoryPresenceStore(), self.users, notifier, clock, grace=config.web.presence_grace
         )
+        self.rooms = RoomRepository(self.db)
+        self.messages = MessageRepository(self.db)
+        self.writer = MessageWriter(self.messages, max_batch=config.chat.write_batch_max)
+        self.chat = ChatService(
+            config.chat, self.rooms, self.messages, self.writer, self.users, notifier, clock
+        )
+        self.limiter = MemoryRateLimiter(config.rate_limits, clock)
 
     async def start(self) -> None:
         await self.db.start()
         await self.auth.prune()
         await self.presence.start()
+        await self.chat.start()
 
     async def stop(self) -> None:
+        await self.chat.stop()
         await self.presence.stop()
         await self.db.stop()

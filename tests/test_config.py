@@ -49,8 +49,8 @@ def test_unknown_key_is_named(tmp_path: Path) -> None:
 
 
 def test_unknown_section_is_named() -> None:
-    with pytest.raises(ConfigError, match=r"chat: unknown key"):
-        parse_config({"chat": {"x": 1}})
+    with pytest.raises(ConfigError, match=r"chats: unknown key"):
+        parse_config({"chats": {"x": 1}})
 
 
 def test_bad_value_is_named() -> None:

@@ -147,5 +147,8 @@ class PresenceService:
             key=lambda u: u.username.casefold(),
         )
 
+    async def socket_count(self, user_id: int) -> int:
+        return await self._store.count(user_id)
+
     async def is_online(self, user_id: int) -> bool:
         return user_id in self._pending_offline or await self._store.count(user_id) > 0

@@ -14,9 +14,10 @@ from appliance import __version__
 from appliance.config import Settings, WebConfig
 from appliance.container import Container
 from appliance.services.clock import Clock, wall_clock
-from appliance.transport.http import auth_routes, health, users_routes, webui
+from appliance.transport.http import auth_routes, health, rooms_routes, users_routes, webui
 from appliance.transport.http.deps import CONTAINER_KEY
 from appliance.transport.http.errors import register_error_handlers
+from appliance.transport.realtime.chat_events import register_chat_events
 from appliance.transport.realtime.gateway import RealtimeGateway, SocketNotifier
 
 log = logging.getLogger(__name__)
@@ -60,9 +61,11 @@ class WebApp:
             engineio_logger=False,
         )
         self.container = Container(settings, SocketNotifier(self.sio), clock)
+        services = self.container
         self.gateway = RealtimeGateway(
-            self.sio, self.container.auth, self.container.presence, clock
+            self.sio, services.auth, services.presence, services.chat, services.limiter, clock
         )
+        register_chat_events(self.gateway, services.chat)
         self.quart = self._build_quart(settings)
         self.asgi = socketio.ASGIApp(self.sio, other_asgi_app=self.quart)
 
@@ -83,6 +86,7 @@ class WebApp:
         register_error_handlers(app)
         app.register_blueprint(auth_routes.blueprint)
         app.register_blueprint(users_routes.blueprint)
+        app.register_blueprint(rooms_routes.blueprint)
         app.register_blueprint(health.blueprint)
         app.register_blueprint(webui.make_blueprint(settings.webui_dir))
 

@@ -162,6 +162,15 @@ class UI:
     async def close(self) -> None:
         for context in self.contexts:
             await context.close()
+        self.contexts.clear()
+
+    async def __aenter__(self) -> UI:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+        if exc_info[0] is None:
+            assert self.problems.items == [], self.problems.items
 
 
 async def submit_login(page: Page, name: str, password: str = PASSWORD) -> None:
@@ -173,10 +182,8 @@ async def submit_login(page: Page, name: str, password: str = PASSWORD) -> None:
 @pytest.fixture
 async def ui(server: RunningServer, browser: Browser) -> AsyncIterator[UI]:
     """Pages against the default server; fails the test on console errors or stray HTTP errors."""
-    session = UI(browser, server)
-    yield session
-    await session.close()
-    assert session.problems.items == []
+    async with UI(browser, server) as session:
+        yield session
 
 
 async def screenshot(page: Page, name: str) -> None:

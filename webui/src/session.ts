@@ -92,11 +92,14 @@ function saveTokens(tokens: StoredTokens | null): void {
 }
 
 function fromResponse(res: TokenResponse): StoredTokens {
+  // The token's `exp` is whole seconds from a truncated issue time, so it may end up to 1 s
+  // sooner than `expires_in` says: count one second less.
+  const lifetime = Math.max(1, res.expires_in - 1);
   return {
     access: res.access_token,
     refresh: res.refresh_token,
-    expiresAt: Date.now() + res.expires_in * 1000,
-    lifetime: res.expires_in,
+    expiresAt: Date.now() + lifetime * 1000,
+    lifetime,
   };
 }
 

@@ -4,27 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import socketio
 from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.errors import AppError, ErrorCode
 from appliance.services.auth import AuthService, Principal
+from appliance.services.chat import ChatService
 from appliance.services.clock import Clock
 from appliance.services.presence import PresenceService
+from appliance.services.ratelimit import EventClass, RateLimiter
 from appliance.transport.realtime.acks import Ack, fail, guarded, ok, parse
 
 log = logging.getLogger(__name__)
 
+M = TypeVar("M", bound=BaseModel)
+EventBody = Callable[[str, Principal, M], Awaitable[dict[str, Any]]]
+
 SESSION_CLOSE = "session:close"
+RATE_LIMITED = "rate_limited"
 PRESENCE_LIST = "presence:list"
 AUTH_REFRESH = "auth:refresh"
 
 
 def user_room(user_id: int) -> str:
     return f"user:{user_id}"
+
+
+def chat_room(room_id: int) -> str:
+    return f"room:{room_id}"
 
 
 class TokenPayload(BaseModel):
@@ -58,6 +69,28 @@ class SocketNotifier:
     async def to_user(self, user_id: int, event: str, payload: dict[str, Any]) -> None:
         await self._sio.emit(event, payload, room=user_room(user_id))
 
+    async def to_room(
+        self,
+        room_id: int,
+        event: str,
+        payload: dict[str, Any],
+        *,
+        except_sid: str | None = None,
+        except_user: int | None = None,
+    ) -> None:
+        skip = self.sids_of(except_user) if except_user is not None else []
+        if except_sid is not None:
+            skip.append(except_sid)
+        await self._sio.emit(event, payload, room=chat_room(room_id), skip_sid=skip or None)
+
+    async def join_room(self, user_id: int, room_id: int) -> None:
+        for sid in self.sids_of(user_id):
+            await self._sio.enter_room(sid, chat_room(room_id))
+
+    async def leave_room(self, user_id: int, room_id: int) -> None:
+        for sid in self.sids_of(user_id):
+            await self._sio.leave_room(sid, chat_room(room_id))
+
 
 class RealtimeGateway:
     def __init__(
@@ -65,11 +98,15 @@ class RealtimeGateway:
         sio: socketio.AsyncServer,
         auth: AuthService,
         presence: PresenceService,
+        chat: ChatService,
+        limiter: RateLimiter,
         clock: Clock,
     ) -> None:
         self._sio = sio
         self._auth = auth
         self._presence = presence
+        self._chat = chat
+        self._limiter = limiter
         self._clock = clock
         self._sessions: dict[str, SocketSession] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -81,6 +118,56 @@ class RealtimeGateway:
         auth.on_family_revoked(self.close_family)
 
     # -- helpers used by other handlers ----------------------------------------------------
+
+    def on(
+        self,
+        name: str,
+        model: type[M],
+        event_class: EventClass | None,
+        *,
+        quiet_when_limited: bool = False,
+    ) -> Callable[[EventBody[M]], EventBody[M]]:
+        """Register a client event: authenticated, rate limited, payload validated, and always
+        answered with a typed ack. The body returns the ack's fields."""
+
+        def register(body: EventBody[M]) -> EventBody[M]:
+            async def handler(sid: str, data: Any = None) -> Ack:
+                async def work() -> Ack:
+                    principal = self.principal(sid)
+                    if event_class is not None:
+                        await self._take(sid, principal, name, event_class, quiet_when_limited)
+                    return ok(**await body(sid, principal, parse(model, data)))
+
+                return await guarded(name, work)
+
+            self._sio.on(name, handler)
+            return body
+
+        return register
+
+    async def _take(
+        self, sid: str, principal: Principal, event: str, event_class: EventClass, quiet: bool
+    ) -> None:
+        decision = await self._limiter.take(principal.user_id, event_class)
+        if decision.allowed:
+            return
+        error = AppError(
+            ErrorCode.RATE_LIMITED,
+            f"too many {event_class.value} events; slow down",
+            retry_after=decision.retry_after,
+        )
+        if decision.abusive:
+            self._spawn(
+                self.close(sid, ErrorCode.RATE_LIMITED, "too many events for too long"),
+                name=f"close-{sid}",
+            )
+        elif not quiet:
+            await self._sio.emit(
+                RATE_LIMITED,
+                {"event": event, "retry_after": round(decision.retry_after, 3)},
+                to=sid,
+            )
+        raise error
 
     def principal(self, sid: str) -> Principal:
         session = self._sessions.get(sid)
@@ -143,6 +230,8 @@ class RealtimeGateway:
         session = SocketSession(principal)
         self._sessions[sid] = session
         await self._sio.enter_room(sid, user_room(principal.user_id))
+        for room_id in await self._chat.room_ids_of(principal.user_id):
+            await self._sio.enter_room(sid, chat_room(room_id))
         self._schedule_expiry(sid, session)
         await self._presence.connected(principal.user_id, principal.username, sid)
         # Sent once the CONNECT packet has gone out, so the client is ready for it.
@@ -162,8 +251,11 @@ class RealtimeGateway:
             return
         if session.expiry is not None:
             session.expiry.cancel()
-        log.debug("socket %s of user %s left: %s", sid, session.principal.user_id, reason)
-        await self._presence.disconnected(session.principal.user_id, sid)
+        user_id = session.principal.user_id
+        log.debug("socket %s of user %s left: %s", sid, user_id, reason)
+        await self._presence.disconnected(user_id, sid)
+        if await self._presence.socket_count(user_id) == 0:
+            await self._chat.user_gone(user_id)
 
     async def _on_auth_refresh(self, sid: str, data: Any = None) -> Ack:
         async def work() -> Ack:

@@ -1,0 +1,145 @@
+"""Repository for chat messages, with the batched insert the group-commit writer uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiosqlite
+
+from appliance.storage.database import Database
+
+_SELECT = (
+    "SELECT m.id, m.room_id, m.sender_id, u.username, m.client_msg_id, m.text,"
+    " m.created_at, m.edited_at, m.deleted_at FROM messages m JOIN users u ON u.id = m.sender_id"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    id: int
+    room_id: int
+    sender_id: int
+    sender_name: str
+    client_msg_id: str
+    text: str
+    created_at: float
+    edited_at: float | None
+    deleted_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    room_id: int
+    sender_id: int
+    client_msg_id: str
+    text: str
+    created_at: float
+
+    @property
+    def key(self) -> tuple[int, int, str]:
+        return (self.room_id, self.sender_id, self.client_msg_id)
+
+
+def _record(row: aiosqlite.Row) -> MessageRecord:
+    return MessageRecord(*row)
+
+
+class MessageRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def _by_keys(
+        self, conn: aiosqlite.Connection, keys: list[tuple[int, int, str]]
+    ) -> dict[tuple[int, int, str], MessageRecord]:
+        if not keys:
+            return {}
+        values = ",".join("(?, ?, ?)" for _ in keys)
+        params = [v for key in keys for v in key]
+        query = _SELECT + f" WHERE (m.room_id, m.sender_id, m.client_msg_id) IN (VALUES {values})"
+        async with conn.execute(query, params) as cur:
+            rows = await cur.fetchall()
+        found = {}
+        for row in rows:
+            record = _record(row)
+            found[(record.room_id, record.sender_id, record.client_msg_id)] = record
+        return found
+
+    async def insert_batch(self, items: list[NewMessage]) -> list[tuple[MessageRecord, bool]]:
+        """Insert many messages in one transaction. Returns, per item, the stored message and
+        whether this call created it (False: the same client_msg_id was already stored)."""
+        keys = list(dict.fromkeys(item.key for item in items))
+        async with self._db.transaction() as conn:
+            existing = await self._by_keys(conn, keys)
+            fresh: dict[tuple[int, int, str], NewMessage] = {}
+            for item in items:
+                if item.key not in existing and item.key not in fresh:
+                    fresh[item.key] = item
+            if fresh:
+                await conn.executemany(
+                    "INSERT INTO messages (room_id, sender_id, client_msg_id, text, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (m.room_id, m.sender_id, m.client_msg_id, m.text, m.created_at)
+                        for m in fresh.values()
+                    ],
+                )
+                created = await self._by_keys(conn, list(fresh))
+            else:
+                created = {}
+        results: list[tuple[MessageRecord, bool]] = []
+        first_seen: set[tuple[int, int, str]] = set()
+        for item in items:
+            if item.key in created and item.key not in first_seen:
+                first_seen.add(item.key)
+                results.append((created[item.key], True))
+            else:
+                results.append((existing.get(item.key) or created[item.key], False))
+        return results
+
+    async def get(self, message_id: int) -> MessageRecord | None:
+        async with self._db.conn.execute(_SELECT + " WHERE m.id = ?", (message_id,)) as cur:
+            row = await cur.fetchone()
+        return _record(row) if row else None
+
+    async def history(self, room_id: int, before: int | None, limit: int) -> list[MessageRecord]:
+        """Newest first, strictly older than `before` when given."""
+        async with self._db.conn.execute(
+            _SELECT + " WHERE m.room_id = ? AND m.id < ? ORDER BY m.id DESC LIMIT ?",
+            (room_id, before if before is not None else 2**63 - 1, limit),
+        ) as cur:
+            return [_record(r) for r in await cur.fetchall()]
+
+    async def after(self, room_id: int, after_id: int, limit: int) -> list[MessageRecord]:
+        """Oldest first, strictly newer than `after_id`, deleted ones left out."""
+        async with self._db.conn.execute(
+            _SELECT + " WHERE m.room_id = ? AND m.id > ? AND m.deleted_at IS NULL"
+            " ORDER BY m.id ASC LIMIT ?",
+            (room_id, after_id, limit),
+        ) as cur:
+            return [_record(r) for r in await cur.fetchall()]
+
+    async def last(self, room_id: int) -> MessageRecord | None:
+        found = await self.history(room_id, None, 1)
+        return found[0] if found else None
+
+    async def edit(
+        self, message_id: int, sender_id: int, text: str, now: float
+    ) -> MessageRecord | None:
+        async with self._db.transaction() as conn:
+            cur = await conn.execute(
+                "UPDATE messages SET text = ?, edited_at = ?"
+                " WHERE id = ? AND sender_id = ? AND deleted_at IS NULL",
+                (text, now, message_id, sender_id),
+            )
+            changed = cur.rowcount == 1
+        return await self.get(message_id) if changed else None
+
+    async def delete(self, message_id: int, sender_id: int, now: float) -> MessageRecord | None:
+        async with self._db.transaction() as conn:
+            cur = await conn.execute(
+                "UPDATE messages SET text = '', deleted_at = ?"
+                " WHERE id = ? AND sender_id = ? AND deleted_at IS NULL",
+                (now, message_id, sender_id),
+            )
+            changed = cur.rowcount == 1
+        return await self.get(message_id) if changed else None
