@@ -447,6 +447,11 @@ def per_run(results: list[RunResult]) -> str:
     return markdown_table(["configuration", "round", *(c[0] for c in COLUMNS)], rows)
 
 
+def loadavg() -> str:
+    """1, 5 and 15 minute load averages: how busy the shared machine was around the run."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def machine() -> dict[str, str]:
     cpu = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -469,6 +474,7 @@ def machine() -> dict[str, str]:
         "cpu": cpu,
         "python": platform.python_version(),
         "kernel": platform.release(),
+        "loadavg": loadavg(),
         **{lib: metadata.version(lib) for lib in libs},
     }
 
@@ -531,7 +537,11 @@ def main(argv: list[str] | None = None) -> int:
     print(per_run(results))
     print()
     print(summary(results, list(args.configs)))
-    print(f"\nwall time {time.monotonic() - began:.0f} s", flush=True)
+    print(
+        f"\nwall time {time.monotonic() - began:.0f} s; load average at start {info['loadavg']}, "
+        f"at end {loadavg()}",
+        flush=True,
+    )
     if args.json:
         args.json.write_text(
             json.dumps(

@@ -26,20 +26,55 @@ json_values = st.recursive(
     ),
     max_leaves=20,
 )
-payloads = json_values | st.fixed_dictionaries({"token": json_values})
-events = st.sampled_from(["auth:refresh", "presence:list", "no:such", "chat:message", "x" * 300])
+ids = st.integers(min_value=-5, max_value=5) | st.integers() | json_values
+field_values = {
+    "token": json_values,
+    "room_id": ids,
+    "message_id": ids,
+    "last_id": ids,
+    "text": st.text(max_size=200) | json_values,
+    "client_msg_id": st.text(max_size=80) | json_values,
+    "typing": st.booleans() | json_values,
+}
+shaped = st.dictionaries(st.sampled_from(sorted(field_values)), json_values, max_size=4).flatmap(
+    lambda d: st.fixed_dictionaries({k: field_values[k] for k in d})
+)
+sync_payloads = st.fixed_dictionaries(
+    {"rooms": st.lists(st.fixed_dictionaries({"room_id": ids, "last_id": ids}), max_size=3)}
+)
+payloads = json_values | shaped | sync_payloads
+events = st.sampled_from(
+    [
+        "auth:refresh",
+        "presence:list",
+        "chat:message",
+        "chat:edit",
+        "chat:delete",
+        "chat:read",
+        "chat:typing",
+        "chat:sync",
+        "no:such",
+        "x" * 300,
+    ]
+)
 
 
 @pytest.fixture(scope="module")
 def background(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundServer]:
     data_dir: Path = tmp_path_factory.mktemp("fuzz") / "data"
-    server = BackgroundServer(data_dir, {"web": {"presence_grace": 0}})
+    limits = {f"{c}_{k}": 100_000 for c in ("chat", "typing") for k in ("rate", "burst")}
+    server = BackgroundServer(data_dir, {"web": {"presence_grace": 0}, "rate_limits": limits})
+    # A room the fuzzing user belongs to, with a message, so valid ids exist too (room 1, msg 1).
+    chat = server.server.app.container.chat
+    peer = server.run(server.server.add_user("peer"))
+    room = server.run(chat.open_direct(1, peer))
+    server.run(chat.send(1, room.room.id, "hello", "seed", sid=None))
     yield server
     server.close()
 
 
 @pytest.mark.timeout(120)
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(event=events, payload=payloads)
 def test_any_payload_gets_typed_ack(background: BackgroundServer, event: str, payload: Any) -> None:
     ack = background.run(background.client.call(event, payload))

@@ -57,9 +57,7 @@ async def test_rate_limited_login_shows_the_wait(
         ui.problems.allow("/api/auth/login", 429)
         page = await ui.open()
         await submit_login(page, "alice", "wrong once")
-        await expect(page.get_by_test_id("login-error")).to_have_text(
-            "Wrong username or password."
-        )
+        await expect(page.get_by_test_id("login-error")).to_have_text("Wrong username or password.")
         await page.get_by_test_id("login-submit").click()
         await expect(page.get_by_test_id("login-error")).to_have_text(
             "Too many sign-in attempts. Try again in 30 seconds."
@@ -116,6 +114,32 @@ async def test_presence_is_live_between_two_browsers(server: RunningServer, ui: 
     await expect(alice.get_by_test_id("connection-status")).to_have_attribute(
         "data-state", "connected"
     )
+
+
+async def test_dropped_connection_shows_reconnecting_and_recovers(
+    server: RunningServer, ui: UI
+) -> None:
+    await server.add_user("alice")
+    await server.add_user("bob")
+    alice = await ui.sign_in("alice")
+    bob = await ui.sign_in("bob")
+    await expect_presence(alice, "bob", "online", "online")
+
+    await alice.context.set_offline(True)  # alice's network drops
+    status = alice.get_by_test_id("connection-status")
+    await expect(status).to_have_attribute("data-state", "reconnecting")
+    await expect(status).to_have_text("Reconnecting…")
+    await expect_presence(bob, "alice", "offline", "last seen just now")
+    await screenshot(alice, "11-reconnecting")
+    await alice.context.set_offline(False)
+
+    # socket.io reconnects by itself with the current token; presence comes back.
+    await expect(status).to_have_attribute("data-state", "connected")
+    await expect(bob.get_by_test_id("connection-status")).to_have_attribute(
+        "data-state", "connected"
+    )
+    await expect_presence(alice, "bob", "online", "online")
+    await expect_presence(bob, "alice", "online", "online")
 
 
 async def test_sign_out_returns_to_login_and_forgets_the_session(

@@ -163,8 +163,9 @@ export class Session extends Emitter<SessionEvents> {
       const me = await api.me(tokens.access);
       return { session: new Session(me, tokens) };
     } catch (error) {
-      saveTokens(null);
+      // Unreachable: keep the tokens, so a reload once the appliance is back resumes.
       if (error instanceof NetworkError) return { session: null, message: MESSAGES.unreachable };
+      saveTokens(null);
       if (error instanceof ApiError && error.code === "token_expired") {
         return { session: null, message: MESSAGES.token_expired };
       }

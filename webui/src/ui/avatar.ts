@@ -11,9 +11,9 @@ function hueOf(name: string): number {
 }
 
 export function initials(name: string): string {
+  // "margaret.hamilton" -> "MH", "bob" -> "B".
   const parts = name.split(/[._\-\s]+/).filter(Boolean);
-  const letters =
-    parts.length >= 2 ? parts[0][0] + parts[1][0] : (parts[0] ?? name).slice(0, 2);
+  const letters = parts.length >= 2 ? parts[0][0] + parts[1][0] : (parts[0] ?? name).slice(0, 1);
   return letters.toUpperCase();
 }
 

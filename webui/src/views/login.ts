@@ -107,15 +107,16 @@ export function renderLogin(root: HTMLElement, options: LoginOptions): () => voi
         h("span", { class: "brand-name" }, "Appliance"),
       ),
       h("h1", { class: "auth-title" }, "Sign in"),
-      h("p", { class: "auth-subtitle" }, "Chat and calls for your team, on your own server."),
+      h("p", { class: "auth-subtitle" }, "Chat and calls for your team."),
       notice,
       form,
     ),
-    h("p", { class: "auth-footer" }, "Forgot your password? Ask your administrator to reset it."),
+    h("p", { class: "auth-footer" }, "Forgot your password? Ask your administrator."),
   );
 
   function showError(message: string, kind: "alert" | "clock" = "alert"): void {
     errorIcon.replaceChildren(icon(kind));
+    error.className = `alert ${kind === "clock" ? "alert-warning" : "alert-error"}`;
     errorText.textContent = message;
     error.hidden = false;
   }

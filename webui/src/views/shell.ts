@@ -34,7 +34,12 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
   const signOutLabel = h("span", { class: "sign-out-label" }, "Sign out");
   const signOut = h(
     "button",
-    { type: "button", class: "btn btn-ghost sign-out", "data-testid": "sign-out" },
+    {
+      type: "button",
+      class: "btn btn-ghost sign-out",
+      "data-testid": "sign-out",
+      title: "Sign out",
+    },
     icon("signOut"),
     signOutLabel,
   );
@@ -139,6 +144,7 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
       const now = people.get(userId);
       if (!now) return false;
       setAttr(dot, "data-presence", now.online ? "online" : "offline");
+      setAttr(element, "data-presence", now.online ? "online" : "offline");
       setText(status, statusText(now));
       return true;
     };
