@@ -100,8 +100,32 @@ class RateLimitsConfig(Section):
     abuse_window: float = Field(default=10.0, gt=0)
 
 
+class CallsConfig(Section):
+    ring_timeout: float = Field(default=30.0, gt=0, le=600)
+    reconnect_grace: float = Field(default=10.0, ge=0, le=300)
+    max_sdp_length: int = Field(default=65_536, ge=1024, le=1_000_000)
+
+
 class TurnConfig(Section):
     secret: SecretStr = SecretStr("")
+    realm: str = "appliance"
+    port: int = Field(default=3478, ge=1, le=65535)
+    tls_port: int = Field(default=5349, ge=1, le=65535)
+    cert_file: str = ""
+    key_file: str = ""
+    listen_ips: list[str] = Field(default_factory=list)
+    relay_ip: str = ""
+    external_ip: str = ""
+    public_host: str = ""
+    min_port: int = Field(default=49160, ge=1024, le=65535)
+    max_port: int = Field(default=49200, ge=1024, le=65535)
+    credential_ttl: int = Field(default=3600, ge=60, le=7 * 86_400)
+    user_quota: int = Field(default=12, ge=0)
+    total_quota: int = Field(default=1200, ge=0)
+    stun_servers: list[str] = Field(default_factory=list)
+    stun_timeout: float = Field(default=2.0, gt=0, le=30)
+    server_binary: str = "turnserver"
+    allow_loopback_peers: bool = False
 
 
 class StorageConfig(Section):
@@ -126,6 +150,7 @@ class AppConfig(BaseSettings):
     database: DatabaseConfig = DatabaseConfig()
     chat: ChatConfig = ChatConfig()
     rate_limits: RateLimitsConfig = RateLimitsConfig()
+    calls: CallsConfig = CallsConfig()
     turn: TurnConfig = TurnConfig()
     storage: StorageConfig = StorageConfig()
     setup: SetupConfig = SetupConfig()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from appliance.config import Settings
 from appliance.services.auth import AuthService
+from appliance.services.calls import CallService, MemoryCallStore
 from appliance.services.chat import ChatService
 from appliance.services.clock import Clock, wall_clock
 from appliance.services.notifier import Notifier
@@ -12,6 +13,8 @@ from appliance.services.presence import MemoryPresenceStore, PresenceService
 from appliance.services.ratelimit import MemoryRateLimiter
 from appliance.services.throttle import LoginThrottle, MemoryAttemptStore
 from appliance.services.tokens import TokenCodec
+from appliance.services.turn import TurnCredentialService
+from appliance.storage.calls import CallRepository
 from appliance.storage.database import Database
 from appliance.storage.message_writer import MessageWriter
 from appliance.storage.messages import MessageRepository
@@ -50,14 +53,26 @@ class Container:
             config.chat, self.rooms, self.messages, self.writer, self.users, notifier, clock
         )
         self.limiter = MemoryRateLimiter(config.rate_limits, clock)
+        self.calls = CallService(
+            config.calls,
+            MemoryCallStore(),
+            CallRepository(self.db),
+            self.users,
+            self.presence,
+            notifier,
+            clock,
+        )
+        self.turn = TurnCredentialService(config.turn, clock)
 
     async def start(self) -> None:
         await self.db.start()
         await self.auth.prune()
         await self.presence.start()
         await self.chat.start()
+        await self.calls.start()
 
     async def stop(self) -> None:
+        await self.calls.stop()
         await self.chat.stop()
         await self.presence.stop()
         await self.db.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 import aiosqlite
@@ -73,3 +75,37 @@ async def test_migration_is_idempotent(tmp_path: Path) -> None:
 def test_migrations_are_numbered_without_gaps() -> None:
     versions = [m.version for m in load_migrations()]
     assert versions == list(range(1, LATEST + 1))
+
+
+async def test_cancelled_transaction_leaves_connection_clean(tmp_path: Path) -> None:
+    db = Database(tmp_path / "c.db")
+    await db.start()
+
+    async def write_forever() -> None:
+        async with db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO users (username, password_hash, created_at) VALUES ('x', 'h', 1)"
+            )
+            await asyncio.Event().wait()  # cancelled here, mid-transaction
+
+    for _ in range(3):
+        task = asyncio.create_task(write_forever())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    # Cancelled right at BEGIN too.
+    for _ in range(20):
+        task = asyncio.create_task(write_forever())
+        await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert not db.conn.in_transaction
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO users (username, password_hash, created_at) VALUES ('y', 'h', 1)"
+        )
+    async with db.conn.execute("SELECT username FROM users") as cur:
+        assert [r[0] for r in await cur.fetchall()] == ["y"]
+    await db.stop()

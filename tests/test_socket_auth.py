@@ -128,6 +128,9 @@ async def test_open_socket_closed_at_token_expiry(tmp_path: Path) -> None:
         close = await client.next("session:close", timeout=6)
         assert close == {"reason": "token_expired", "message": "access token expired"}
         await asyncio.wait_for(client.disconnected.wait(), 5)
+        # The server is fine afterwards: the close wrote last_seen and can still log in.
+        assert (await server.login("alice"))["access_token"]
+        assert not server.app.container.db.conn.in_transaction
 
 
 async def test_auth_refresh_keeps_socket_open(tmp_path: Path) -> None:

@@ -10,7 +10,13 @@ class Notifier(Protocol):
         self, event: str, payload: dict[str, Any], *, except_user: int | None = None
     ) -> None: ...
 
-    async def to_user(self, user_id: int, event: str, payload: dict[str, Any]) -> None: ...
+    async def to_user(
+        self, user_id: int, event: str, payload: dict[str, Any], *, except_sid: str | None = None
+    ) -> None:
+        """Every socket of the user (but `except_sid`)."""
+        ...
+
+    async def to_socket(self, sid: str, event: str, payload: dict[str, Any]) -> None: ...
 
     async def to_room(
         self,

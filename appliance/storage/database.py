@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -75,15 +76,26 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, serialised. Whatever goes wrong, including cancellation
+        at any await in here, the connection is left outside any transaction."""
         async with self._write_lock:
             conn = self.conn
-            await conn.execute("BEGIN IMMEDIATE")
             try:
+                await conn.execute("BEGIN IMMEDIATE")
                 yield conn
+                await conn.execute("COMMIT")
             except BaseException:
-                await conn.execute("ROLLBACK")
+                # Queued behind whatever the connection's thread is still running (a BEGIN or
+                # COMMIT whose await was cancelled), and shielded from a second cancellation.
+                await asyncio.shield(self._rollback(conn))
                 raise
-            await conn.execute("COMMIT")
+
+    @staticmethod
+    async def _rollback(conn: aiosqlite.Connection) -> None:
+        try:
+            await conn.execute("ROLLBACK")
+        except sqlite3.OperationalError:
+            pass  # no transaction was open (BEGIN failed, or COMMIT went through)
 
 
 async def _register_functions(conn: aiosqlite.Connection) -> None:

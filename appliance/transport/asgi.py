@@ -14,9 +14,17 @@ from appliance import __version__
 from appliance.config import Settings, WebConfig
 from appliance.container import Container
 from appliance.services.clock import Clock, wall_clock
-from appliance.transport.http import auth_routes, health, rooms_routes, users_routes, webui
+from appliance.transport.http import (
+    auth_routes,
+    calls_routes,
+    health,
+    rooms_routes,
+    users_routes,
+    webui,
+)
 from appliance.transport.http.deps import CONTAINER_KEY
 from appliance.transport.http.errors import register_error_handlers
+from appliance.transport.realtime.call_events import register_call_events
 from appliance.transport.realtime.chat_events import register_chat_events
 from appliance.transport.realtime.gateway import RealtimeGateway, SocketNotifier
 
@@ -63,9 +71,16 @@ class WebApp:
         self.container = Container(settings, SocketNotifier(self.sio), clock)
         services = self.container
         self.gateway = RealtimeGateway(
-            self.sio, services.auth, services.presence, services.chat, services.limiter, clock
+            self.sio,
+            services.auth,
+            services.presence,
+            services.chat,
+            services.calls,
+            services.limiter,
+            clock,
         )
         register_chat_events(self.gateway, services.chat)
+        register_call_events(self.gateway, services.calls)
         self.quart = self._build_quart(settings)
         self.asgi = socketio.ASGIApp(self.sio, other_asgi_app=self.quart)
 
@@ -87,6 +102,7 @@ class WebApp:
         app.register_blueprint(auth_routes.blueprint)
         app.register_blueprint(users_routes.blueprint)
         app.register_blueprint(rooms_routes.blueprint)
+        app.register_blueprint(calls_routes.blueprint)
         app.register_blueprint(health.blueprint)
         app.register_blueprint(webui.make_blueprint(settings.webui_dir))
 

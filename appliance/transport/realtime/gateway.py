@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.errors import AppError, ErrorCode
 from appliance.services.auth import AuthService, Principal
+from appliance.services.calls import CallService
 from appliance.services.chat import ChatService
 from appliance.services.clock import Clock
 from appliance.services.presence import PresenceService
@@ -66,8 +67,13 @@ class SocketNotifier:
         skip = self.sids_of(except_user) if except_user is not None else None
         await self._sio.emit(event, payload, skip_sid=skip or None)
 
-    async def to_user(self, user_id: int, event: str, payload: dict[str, Any]) -> None:
-        await self._sio.emit(event, payload, room=user_room(user_id))
+    async def to_user(
+        self, user_id: int, event: str, payload: dict[str, Any], *, except_sid: str | None = None
+    ) -> None:
+        await self._sio.emit(event, payload, room=user_room(user_id), skip_sid=except_sid)
+
+    async def to_socket(self, sid: str, event: str, payload: dict[str, Any]) -> None:
+        await self._sio.emit(event, payload, to=sid)
 
     async def to_room(
         self,
@@ -99,6 +105,7 @@ class RealtimeGateway:
         auth: AuthService,
         presence: PresenceService,
         chat: ChatService,
+        calls: CallService,
         limiter: RateLimiter,
         clock: Clock,
     ) -> None:
@@ -106,6 +113,7 @@ class RealtimeGateway:
         self._auth = auth
         self._presence = presence
         self._chat = chat
+        self._calls = calls
         self._limiter = limiter
         self._clock = clock
         self._sessions: dict[str, SocketSession] = {}
@@ -213,6 +221,9 @@ class RealtimeGateway:
 
     async def _expire(self, sid: str, delay: float) -> None:
         await asyncio.sleep(delay)
+        session = self._sessions.get(sid)
+        if session is not None:
+            session.expiry = None  # past its sleep: nothing left to cancel
         await self.close(sid, ErrorCode.TOKEN_EXPIRED, "access token expired")
 
     # -- handlers ------------------------------------------------------------------------
@@ -249,12 +260,14 @@ class RealtimeGateway:
         session = self._sessions.pop(sid, None)
         if session is None:
             return
-        if session.expiry is not None:
-            session.expiry.cancel()
+        if session.expiry is not None and session.expiry is not asyncio.current_task():
+            session.expiry.cancel()  # (when the expiry itself closes the socket, let it finish)
         user_id = session.principal.user_id
         log.debug("socket %s of user %s left: %s", sid, user_id, reason)
         await self._presence.disconnected(user_id, sid)
-        if await self._presence.socket_count(user_id) == 0:
+        sockets_left = await self._presence.socket_count(user_id)
+        await self._calls.socket_gone(user_id, sid, sockets_left)
+        if sockets_left == 0:
             await self._chat.user_gone(user_id)
 
     async def _on_auth_refresh(self, sid: str, data: Any = None) -> Ack:
