@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sqlite3
 import time
@@ -92,10 +93,9 @@ class Database:
 
     @staticmethod
     async def _rollback(conn: aiosqlite.Connection) -> None:
-        try:
+        # OperationalError: no transaction was open (BEGIN failed, or COMMIT went through).
+        with contextlib.suppress(sqlite3.OperationalError):
             await conn.execute("ROLLBACK")
-        except sqlite3.OperationalError:
-            pass  # no transaction was open (BEGIN failed, or COMMIT went through)
 
 
 async def _register_functions(conn: aiosqlite.Connection) -> None:
