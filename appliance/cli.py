@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     web.add_argument("--host", default=None, help="address to bind (default: config web.host)")
     web.add_argument("--port", type=int, default=None, help="port (default: config web.port)")
 
+    sub.add_parser("turn", help="run the TURN/STUN relay (coturn) with a rendered config")
+
     user = sub.add_parser("user", help="manage user accounts")
     user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
     add = user_sub.add_parser(
@@ -152,6 +154,18 @@ def _up(settings: Settings) -> int:
     return 0  # not reached
 
 
+def _turn(settings: Settings) -> int:
+    from appliance.services.turnserver import prepare
+
+    try:
+        argv = asyncio.run(prepare(settings))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"appliance: {exc}", file=sys.stderr)
+        return 1
+    os.execv(argv[0], argv)  # noqa: S606 - coturn replaces this process
+    return 0  # not reached
+
+
 def _units(args: argparse.Namespace) -> int:
     from appliance.supervision.render import systemd_units
 
@@ -199,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
             web = settings.config.web
             serve(settings, args.host or web.host, args.port or web.port)
             return 0
+        if args.command == "turn":
+            return _turn(settings)
         if args.command == "user" and args.user_command == "add":
             password = _read_password()
             user_id = asyncio.run(_add_user(settings, args.name, password, args.admin))

@@ -55,7 +55,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -511,18 +510,20 @@ class Server:
                 stderr=log,
                 text=True,
             )
+        # uvicorn listens once the app's start-up (database, writer) is done. (/healthz is not
+        # used: it waits for a STUN probe of the TURN service.)
         deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {log_path.read_text()[-2000:]}")
             try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:  # noqa: S310
-                    if response.status == 200:
-                        break
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    break
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError("server did not become healthy in 30 s")
+                self.stop()
+                raise TimeoutError("server did not listen within 30 s")
             time.sleep(0.05)
 
     def stats(self) -> dict[str, int] | None:
@@ -665,6 +666,7 @@ def profile_phase(
             "--threads",
             "--output",
             str(raw),
+            *args.py_spy_arg,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -797,7 +799,24 @@ def machine(work: Path) -> dict[str, str]:
         f"{name} {metadata.version(name)}"
         for name in ("python-socketio", "python-engineio", "uvicorn", "aiosqlite", "aiohttp")
     )
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "appliance"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        commit = head + (" (appliance/ has uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        commit = "?"
     return {
+        "commit": commit,
         "cpus": f"{os.cpu_count()} ({model})",
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "sqlite": sqlite3.sqlite_version,
@@ -905,6 +924,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ref-rows", type=int, default=100_000)
     parser.add_argument("--ref-budget", type=float, default=3.0, help="seconds per reference")
     parser.add_argument("--profile", type=Path, help="py-spy output prefix (PREFIX.txt)")
+    parser.add_argument(
+        "--py-spy-arg",
+        action="append",
+        default=[],
+        help="extra py-spy record option, e.g. --py-spy-arg=--gil (repeatable)",
+    )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--tmp-dir", type=Path, help="where the databases go (default: $TMPDIR)")
     args = parser.parse_args(argv)

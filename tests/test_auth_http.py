@@ -230,6 +230,9 @@ async def test_health_and_openapi(server: RunningServer) -> None:
     assert health.status_code == 200
     assert health.json()["services"]["web"]["state"] == "up"
     assert health.json()["services"]["database"]["state"] == "up"
+    # No coturn runs beside this test server.
+    assert health.json()["services"]["turn"]["state"] == "down"
+    assert health.json()["status"] == "degraded"
     spec = (await server.http.get("/openapi.json")).json()
     for path in (
         "/api/auth/login",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ import httpx
 
 from appliance.supervision.render import systemd_units
 from appliance.supervision.services import SERVICES
+from tests.turn_support import turn_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,10 +89,16 @@ def test_config_error_names_key(tmp_path: Path) -> None:
 def test_up_runs_services_under_supervisord_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
     data = tmp_path / "data"
+    turn = turn_overrides(allow_loopback_peers=False)
     env = {
         **os.environ,
         "APPLIANCE_WEB__HOST": "127.0.0.1",
         "APPLIANCE_WEB__PORT": str(port),
+        "APPLIANCE_TURN__PORT": str(turn["port"]),
+        "APPLIANCE_TURN__LISTEN_IPS": '["127.0.0.1"]',
+        "APPLIANCE_TURN__RELAY_IP": "127.0.0.1",
+        "APPLIANCE_TURN__MIN_PORT": str(turn["min_port"]),
+        "APPLIANCE_TURN__MAX_PORT": str(turn["max_port"]),
         "PYTHONUNBUFFERED": "1",
     }
     proc = subprocess.Popen(
@@ -105,13 +113,13 @@ def test_up_runs_services_under_supervisord_and_stops_on_ctrl_c(tmp_path: Path) 
         lines = [proc.stdout.readline() for _ in range(2)]
         assert any(f"Open http://localhost:{port}/" in line for line in lines), lines
         deadline = time.monotonic() + 30
-        healthy = False
-        while time.monotonic() < deadline and not healthy:
-            try:
-                healthy = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).is_success
-            except httpx.TransportError:
+        status = None
+        while time.monotonic() < deadline and status != "ok":
+            with contextlib.suppress(httpx.TransportError):
+                status = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()["status"]
+            if status != "ok":
                 time.sleep(0.1)
-        assert healthy, "web did not come up under supervisord"
+        assert status == "ok", "web and turn did not both come up under supervisord"
         assert (data / "run" / "supervisord.conf").is_file()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0

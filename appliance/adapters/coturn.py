@@ -72,6 +72,7 @@ def render_config(
     external_ip: str | None,
     version: tuple[int, ...] | None,
     pid_file: Path,
+    userdb: Path,
 ) -> str:
     """The turnserver.conf for our config. `relay_ip` is the box's own address for relays."""
     secret = config.secret.get_secret_value()
@@ -101,6 +102,7 @@ def render_config(
         "log-file=stdout",
         "simple-log",
         f"pidfile={pid_file}",
+        f"userdb={userdb}",  # unused with use-auth-secret, but coturn opens one
     ]
     if external_ip and external_ip != relay_ip:
         lines.append(f"external-ip={external_ip}/{relay_ip}")
@@ -123,6 +125,7 @@ def render_config(
         allowed.append(f"{external_ip}-{external_ip}")
     if config.allow_loopback_peers:
         # Test-only switch: the suite's peers all live on loopback.
+        lines.append("allow-loopback-peers")
         allowed += LOOPBACK
     lines += [f"allowed-peer-ip={r}" for r in dict.fromkeys(allowed)]
     return "\n".join(lines) + "\n"

@@ -1,15 +1,25 @@
 """STUN probe (pystun3): the box's address as a STUN server sees it, and the NAT type.
 
 Only the servers given are asked; with none configured nothing is sent anywhere.
+
+pystun3 retries forever when a server answers with an error response (coturn does, to the
+RFC 3489 CHANGE-REQUEST it disables with `no-rfc5780`), so every exchange runs under a watchdog
+that closes its socket at a deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import stun
+
+T = TypeVar("T")
+UNKNOWN_NAT = "Unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,20 +43,68 @@ def parse_server(server: str) -> tuple[str, int]:
     return host, int(port) if port else 3478
 
 
-def _probe_one(server: str, source_ip: str, timeout: float) -> StunResult:
-    host, port = parse_server(server)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
+def _source_for(host: str) -> tuple[int, str]:
+    v6 = ":" in host
+    if host.startswith("127.") or host == "::1":
+        return (socket.AF_INET6, "::1") if v6 else (socket.AF_INET, "127.0.0.1")
+    any_ip = "::" if v6 else "0.0.0.0"  # noqa: S104 - a client socket on every interface
+    return (socket.AF_INET6 if v6 else socket.AF_INET), any_ip
+
+
+def _guarded(
+    family: int,
+    source_ip: str,
+    wait: float,
+    deadline: float,
+    exchange: Callable[[socket.socket, int], T],
+) -> T | None:
+    """Run `exchange(sock, source_port)`; None if it fails or outlives `deadline` seconds."""
+    stun._initialize()  # builds pystun3's message tables (its get_nat_type does this first)
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    watchdog = threading.Timer(deadline, sock.close)
+    try:
+        sock.settimeout(wait)
         sock.bind((source_ip, 0))
-        source_port = sock.getsockname()[1]
-        nat_type, info = stun.get_nat_type(sock, source_ip, source_port, host, port)
-    return StunResult(
-        server=server,
-        nat_type=str(nat_type),
-        external_ip=info.get("ExternalIP"),
-        external_port=info.get("ExternalPort"),
-    )
+        watchdog.start()
+        return exchange(sock, sock.getsockname()[1])
+    except (OSError, KeyError, ValueError):
+        return None
+    finally:
+        watchdog.cancel()
+        sock.close()
+
+
+def _binding_one(server: str, wait: float, source_ip: str | None = None) -> tuple[str, int] | None:
+    host, port = parse_server(server)
+    family, default_source = _source_for(host)
+    source = source_ip or default_source
+
+    def exchange(sock: socket.socket, source_port: int) -> dict[str, Any]:
+        result: dict[str, Any] = stun.stun_test(sock, host, port, source, source_port)
+        return result
+
+    answer = _guarded(family, source, wait, wait * 5, exchange)
+    if not answer or not answer.get("Resp") or not answer.get("ExternalIP"):
+        return None
+    return str(answer["ExternalIP"]), int(answer["ExternalPort"])
+
+
+def _nat_type(server: str, source_ip: str, wait: float) -> str:
+    host, port = parse_server(server)
+    family, _ = _source_for(host)
+
+    def exchange(sock: socket.socket, source_port: int) -> str:
+        nat_type, _ = stun.get_nat_type(sock, source_ip, source_port, host, port)
+        return str(nat_type)
+
+    return _guarded(family, source_ip, wait, wait * 12, exchange) or UNKNOWN_NAT
+
+
+def _probe_one(server: str, source_ip: str, wait: float) -> StunResult:
+    mapped = _binding_one(server, wait, source_ip)
+    if mapped is None:
+        return StunResult(server, stun.Blocked, None, None)
+    return StunResult(server, _nat_type(server, source_ip, wait), mapped[0], mapped[1])
 
 
 async def probe(
@@ -62,21 +120,6 @@ async def probe(
         if result.external_ip:
             return result
     return None
-
-
-def _binding_one(server: str, timeout: float) -> tuple[str, int] | None:
-    host, port = parse_server(server)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
-        source_ip = "::1" if family == socket.AF_INET6 else "127.0.0.1"
-        if not host.startswith("127.") and host != "::1":
-            source_ip = "::" if family == socket.AF_INET6 else "0.0.0.0"  # noqa: S104
-        sock.bind((source_ip, 0))
-        answer = stun.stun_test(sock, host, port, source_ip, sock.getsockname()[1])
-    if not answer.get("Resp"):
-        return None
-    return str(answer["ExternalIP"]), int(answer["ExternalPort"])
 
 
 async def binding(server: str, *, wait: float = 1.0) -> tuple[str, int] | None:

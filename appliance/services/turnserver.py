@@ -36,6 +36,7 @@ async def prepare(settings: Settings) -> list[str]:
         external_ip=external_ip,
         version=coturn.coturn_version(binary),
         pid_file=folder / "turnserver.pid",
+        userdb=folder / "turndb",
     )
     write_private(conf, text)
     return [binary, "-c", str(conf), "--log-file", "stdout"]

@@ -20,6 +20,11 @@ SERVICES: tuple[ServiceSpec, ...] = (
         description="HTTP API, Socket.IO and the web UI",
         command=("web",),
     ),
+    ServiceSpec(
+        name="turn",
+        description="STUN and TURN relay (coturn) with ephemeral credentials",
+        command=("turn",),
+    ),
 )
 
 

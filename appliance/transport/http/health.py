@@ -6,6 +6,7 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify
 
+from appliance.adapters import stun_probe
 from appliance.transport.http.deps import container
 
 blueprint = Blueprint("health", __name__)
@@ -13,15 +14,23 @@ blueprint = Blueprint("health", __name__)
 
 @blueprint.get("/healthz")
 async def healthz() -> Response:
-    """200 when the web service and its database answer; each service's state in `services`."""
+    """Each service's state. 200 while the web service and its database work (`status` is "ok",
+    or "degraded" when another service is down); 503 when the database does not answer."""
     services: dict[str, dict[str, Any]] = {"web": {"state": "up"}}
+    core_ok = True
     try:
         async with container().db.conn.execute("SELECT 1") as cur:
             await cur.fetchone()
         services["database"] = {"state": "up"}
     except Exception as exc:  # any failure means the database is down
         services["database"] = {"state": "down", "detail": type(exc).__name__}
+        core_ok = False
+    turn = container().settings.config.turn
+    host = next((ip for ip in turn.listen_ips), "127.0.0.1")
+    answered = await stun_probe.binding(f"{host}:{turn.port}", wait=0.5)
+    services["turn"] = {"state": "up" if answered else "down"}
     healthy = all(s["state"] == "up" for s in services.values())
-    response = jsonify({"status": "ok" if healthy else "degraded", "services": services})
-    response.status_code = 200 if healthy else 503
+    status = "ok" if healthy else "degraded" if core_ok else "down"
+    response = jsonify({"status": status, "services": services})
+    response.status_code = 200 if core_ok else 503
     return response
