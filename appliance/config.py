@@ -103,7 +103,6 @@ class RateLimitsConfig(Section):
 class CallsConfig(Section):
     ring_timeout: float = Field(default=30.0, gt=0, le=600)
     reconnect_grace: float = Field(default=10.0, ge=0, le=300)
-    max_sdp_length: int = Field(default=65_536, ge=1024, le=1_000_000)
 
 
 class TurnConfig(Section):

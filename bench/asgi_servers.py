@@ -17,7 +17,7 @@ over the websocket transport, measuring
 Configurations run in rounds, alternating (each round starts one further along the list), so
 drift on a shared machine hits them all alike. Run from the repository root:
 
-  .venv/bin/python bench/asgi_servers.py                  # default: 3 rounds, ~3 minutes
+  .venv/bin/python bench/asgi_servers.py                  # default: 3 rounds, ~2 minutes
   .venv/bin/python bench/asgi_servers.py --rounds 1 --duration 2 --json out.json
 """
 

@@ -437,6 +437,7 @@ class PhaseResult:
     avg_batch: float | None = None
     max_batch: int | None = None
     client_cores: float = 0.0  # both client processes together
+    other_cores: float = 0.0  # everything else busy on the machine in the window (noise)
     broadcasts_per_s: float = 0.0  # socket.io events received by all clients in the window
     acked_total: int = 0  # warm-up and drain included
     errors: int = 0
@@ -458,6 +459,13 @@ class ServerRun:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent busy (not idle, not iowait) since boot."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
 def proc_status_mb(pid: int, key: str) -> float:
@@ -610,9 +618,11 @@ def run_phase(
     pids = [server.proc.pid] + [c.proc.pid for c in clients]
     sleep_until(window[0])
     cpu_before = [cpu_seconds(p) for p in pids]
+    busy_before = machine_busy_seconds()
     stats_before = server.stats()
     sleep_until(window[1])
     cpu_after = [cpu_seconds(p) for p in pids]
+    busy_after = machine_busy_seconds()
     stats_after = server.stats()
     tallies = [c.receive() for c in clients]
 
@@ -625,7 +635,9 @@ def run_phase(
     server_cpu = cpu_after[0] - cpu_before[0]
     result.server_cores = server_cpu / args.duration
     result.server_us_per_msg = server_cpu / acked * 1e6 if acked else 0.0
-    result.client_cores = sum(cpu_after[1:]) / args.duration - sum(cpu_before[1:]) / args.duration
+    ours = sum(cpu_after) - sum(cpu_before)
+    result.client_cores = (ours - server_cpu) / args.duration
+    result.other_cores = max(0.0, (busy_after - busy_before - ours) / args.duration)
     result.broadcasts_per_s = sum(t["events_in_window"] for t in tallies) / args.duration
     if stats_before and stats_after:
         batches = stats_after["batches"] - stats_before["batches"]
@@ -660,7 +672,7 @@ def profile_phase(
             "--duration",
             str(int(args.warmup + args.duration)),
             "--rate",
-            "200",
+            str(args.profile_rate),
             "--format",
             "raw",
             "--threads",
@@ -678,7 +690,7 @@ def profile_phase(
     if not raw.exists():
         return f"py-spy failed: {err.strip()[-500:]}"
     return (
-        f"profiled phase (under py-spy, 200 Hz): {phase.acked_per_s:.0f} acked/s,"
+        f"profiled phase (under py-spy, {args.profile_rate} Hz): {phase.acked_per_s:.0f} acked/s,"
         f" p99 {phase.p99_ms:.1f} ms\n" + summarise_profile(raw)
     )
 
@@ -747,7 +759,8 @@ def run_server(
                 f"  {sync:6} {rooms:6} senders={senders:3}: {result.acked_per_s:7.0f} acked/s"
                 f"  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms"
                 f"  server {result.server_cores:.2f} cores"
-                f"  batch {result.avg_batch or 0:.1f}  errors {result.errors}",
+                f"  batch {result.avg_batch or 0:.1f}  other {result.other_cores:.2f} cores"
+                f"  errors {result.errors}",
                 flush=True,
             )
         run.server_cpu_s = cpu_seconds(server.proc.pid) - cpu_start
@@ -849,6 +862,7 @@ def report(runs: list[ServerRun], refs: list[RefResult]) -> str:
                     f"{p.server_us_per_msg:.0f}",
                     f"{p.avg_batch:.1f}" if p.avg_batch is not None else "n/a",
                     f"{p.client_cores:.2f}",
+                    f"{p.other_cores:.2f}",
                     str(p.errors),
                 ]
             )
@@ -865,6 +879,7 @@ def report(runs: list[ServerRun], refs: list[RefResult]) -> str:
                 "server CPU us/msg",
                 "avg batch",
                 "client cores",
+                "other cores",
                 "errors",
             ],
             rows,
@@ -924,6 +939,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ref-rows", type=int, default=100_000)
     parser.add_argument("--ref-budget", type=float, default=3.0, help="seconds per reference")
     parser.add_argument("--profile", type=Path, help="py-spy output prefix (PREFIX.txt)")
+    parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples/s")
     parser.add_argument(
         "--py-spy-arg",
         action="append",

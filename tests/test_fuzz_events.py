@@ -35,6 +35,16 @@ field_values = {
     "text": st.text(max_size=200) | json_values,
     "client_msg_id": st.text(max_size=80) | json_values,
     "typing": st.booleans() | json_values,
+    "callee_id": ids,
+    "call_id": st.text(max_size=80) | json_values,
+    "media": st.fixed_dictionaries({"audio": json_values, "video": json_values}) | json_values,
+    "to": json_values,
+    "offer": st.fixed_dictionaries({"type": st.text(max_size=8), "sdp": st.text()}) | json_values,
+    "answer": st.fixed_dictionaries({"type": json_values, "sdp": json_values}) | json_values,
+    "candidate": st.fixed_dictionaries(
+        {"candidate": st.text(max_size=40), "sdpMid": json_values, "sdpMLineIndex": json_values}
+    )
+    | json_values,
 }
 shaped = st.dictionaries(st.sampled_from(sorted(field_values)), json_values, max_size=4).flatmap(
     lambda d: st.fixed_dictionaries({k: field_values[k] for k in d})
@@ -53,6 +63,14 @@ events = st.sampled_from(
         "chat:read",
         "chat:typing",
         "chat:sync",
+        "call:start",
+        "call:accepted",
+        "call:rejected",
+        "call:end",
+        "call:resume",
+        "webrtc:offer",
+        "webrtc:answer",
+        "webrtc:ice-candidate",
         "no:such",
         "x" * 300,
     ]
@@ -62,7 +80,9 @@ events = st.sampled_from(
 @pytest.fixture(scope="module")
 def background(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundServer]:
     data_dir: Path = tmp_path_factory.mktemp("fuzz") / "data"
-    limits = {f"{c}_{k}": 100_000 for c in ("chat", "typing") for k in ("rate", "burst")}
+    limits = {
+        f"{c}_{k}": 100_000 for c in ("chat", "typing", "signaling") for k in ("rate", "burst")
+    }
     server = BackgroundServer(data_dir, {"web": {"presence_grace": 0}, "rate_limits": limits})
     # A room the fuzzing user belongs to, with a message, so valid ids exist too (room 1, msg 1).
     chat = server.server.app.container.chat
@@ -74,7 +94,7 @@ def background(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundS
 
 
 @pytest.mark.timeout(120)
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(event=events, payload=payloads)
 def test_any_payload_gets_typed_ack(background: BackgroundServer, event: str, payload: Any) -> None:
     ack = background.run(background.client.call(event, payload))

@@ -1,7 +1,15 @@
 // HTTP access to the appliance's JSON API. Plain functions of an access token; the Session
 // (session.ts) owns the tokens and wraps these with refresh-on-expiry.
 
-import type { ErrorBody, Me, TokenResponse, UserList } from "./protocol.ts";
+import type {
+  ErrorBody,
+  Me,
+  MessagePage,
+  RoomBody,
+  RoomList,
+  TokenResponse,
+  UserList,
+} from "./protocol.ts";
 
 /** The server answered with `{"error": {code, message}}` (or an unexpected status). */
 export class ApiError extends Error {
@@ -129,4 +137,30 @@ export function me(token: string): Promise<Me> {
 
 export function users(token: string): Promise<UserList> {
   return request("GET", "/api/users", { token });
+}
+
+// -- chat rooms ---------------------------------------------------------------------------------
+
+export function rooms(token: string): Promise<RoomList> {
+  return request("GET", "/api/rooms", { token });
+}
+
+export function openDirect(token: string, userId: number): Promise<RoomBody> {
+  return request("POST", "/api/rooms/direct", { token, body: { user_id: userId } });
+}
+
+export function createGroup(token: string, name: string, memberIds: number[]): Promise<RoomBody> {
+  return request("POST", "/api/rooms", { token, body: { name, member_ids: memberIds } });
+}
+
+export function messages(
+  token: string,
+  roomId: number,
+  options: { before?: number | null; limit?: number } = {},
+): Promise<MessagePage> {
+  const query = new URLSearchParams();
+  if (options.before) query.set("before", String(options.before));
+  if (options.limit) query.set("limit", String(options.limit));
+  const suffix = query.size ? `?${query}` : "";
+  return request("GET", `/api/rooms/${roomId}/messages${suffix}`, { token });
 }

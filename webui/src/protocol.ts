@@ -1,5 +1,5 @@
 // Wire types of the appliance's HTTP API and Socket.IO events (see docs/protocol.md on the server).
-// Later screens (chat, media, calls) add their events to the two event maps below.
+// Later screens (media, calls) add their events to the two event maps below.
 
 export interface ErrorBody {
   code: string;
@@ -45,14 +45,114 @@ export type Ack<T extends object = object> =
 /** Why the server is about to close a socket (`session:close`). */
 export type CloseReason = "token_expired" | "token_revoked" | (string & {});
 
+// -- chat ------------------------------------------------------------------------------------
+
+export interface RoomMember {
+  user_id: number;
+  username: string;
+  role: "admin" | "member";
+}
+
+export interface Room {
+  id: number;
+  kind: "direct" | "group";
+  name: string | null;
+  /** Unix seconds (server clock). */
+  created_at: number;
+  members: RoomMember[];
+}
+
+export interface ChatMessage {
+  id: number;
+  room_id: number;
+  sender: { user_id: number; username: string };
+  /** Empty once deleted. */
+  text: string;
+  /** Unix seconds (server clock), fractional. */
+  created_at: number;
+  client_msg_id: string;
+  edited_at?: number;
+  deleted?: true;
+  deleted_at?: number;
+}
+
+export interface RoomSummary extends Room {
+  unread: number;
+  last_message: ChatMessage | null;
+}
+
+export interface RoomList {
+  rooms: RoomSummary[];
+}
+
+export interface RoomBody {
+  room: Room;
+}
+
+export interface MessagePage {
+  /** Newest first. */
+  messages: ChatMessage[];
+  next_before: number | null;
+}
+
+export interface SyncRoom {
+  room_id: number;
+  /** Oldest first; deleted messages left out. */
+  messages: ChatMessage[];
+  has_more: boolean;
+}
+
+export interface ReadEvent {
+  room_id: number;
+  user_id: number;
+  message_id: number;
+}
+
+export interface TypingEvent {
+  room_id: number;
+  user_id: number;
+  typing: boolean;
+}
+
+// -- event maps --------------------------------------------------------------------------------
+
 export interface ServerToClientEvents {
   "presence:list": (data: { users: OnlineUser[] }) => void;
   user_online: (data: OnlineUser) => void;
   user_offline: (data: OnlineUser & { last_seen: number }) => void;
   "session:close": (data: { reason: CloseReason; message: string }) => void;
+  "chat:message": (message: ChatMessage) => void;
+  "chat:edit": (data: { message: ChatMessage }) => void;
+  "chat:delete": (data: { room_id: number; message_id: number }) => void;
+  "chat:read": (data: ReadEvent) => void;
+  "chat:typing": (data: TypingEvent) => void;
+  "room:joined": (data: { room: Room }) => void;
+  "room:left": (data: { room_id: number; user_id: number }) => void;
+  rate_limited: (data: { event: string; retry_after: number }) => void;
 }
 
 export interface ClientToServerEvents {
   "auth:refresh": (data: { token: string }, ack: (res: Ack<{ expires_at: number }>) => void) => void;
   "presence:list": (ack: (res: Ack<{ users: OnlineUser[] }>) => void) => void;
+  "chat:message": (
+    data: { room_id: number; text: string; client_msg_id: string },
+    ack: (res: Ack<{ message: ChatMessage }>) => void,
+  ) => void;
+  "chat:edit": (
+    data: { message_id: number; text: string },
+    ack: (res: Ack<{ message: ChatMessage }>) => void,
+  ) => void;
+  "chat:delete": (
+    data: { message_id: number },
+    ack: (res: Ack<{ room_id: number; message_id: number }>) => void,
+  ) => void;
+  "chat:read": (
+    data: { room_id: number; message_id: number },
+    ack: (res: Ack<{ room_id: number; message_id: number; unread: number }>) => void,
+  ) => void;
+  "chat:typing": (data: { room_id: number; typing: boolean }, ack?: (res: Ack) => void) => void;
+  "chat:sync": (
+    data: { rooms: Array<{ room_id: number; last_id: number }> },
+    ack: (res: Ack<{ rooms: SyncRoom[] }>) => void,
+  ) => void;
 }
