@@ -357,7 +357,9 @@ class RefResult:
     rows_per_s: float
 
 
-def reference_rows(specs: list[dict[str, Any]], count: int) -> list[tuple[Any, ...]]:
+def reference_rows(
+    specs: list[dict[str, Any]], count: int, prefix: str = "ref"
+) -> list[tuple[Any, ...]]:
     """The rows 100 direct-room senders would write, round robin, as the server stores them."""
     rows = []
     now = time.time()
@@ -368,7 +370,7 @@ def reference_rows(specs: list[dict[str, Any]], count: int) -> list[tuple[Any, .
             (
                 spec["direct_room"],
                 spec["user_id"],
-                f"refs{spec['index']}n{seq}",
+                f"{prefix}s{spec['index']}n{seq}",
                 message_text(spec["index"], seq),
                 now + n * 1e-4,
             )
@@ -428,11 +430,13 @@ class PhaseResult:
     rooms: str
     fanout: int  # sockets that receive each message's broadcast
     senders: int
+    rows_before: int = 0  # messages in the table when the phase started
     acked_per_s: float = 0.0
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     max_ms: float = 0.0
     server_cores: float = 0.0  # server CPU seconds per wall second in the window
+    loop_cores: float = 0.0  # of which the main thread (event loop; the rest: sqlite thread)
     server_us_per_msg: float = 0.0
     avg_batch: float | None = None
     max_batch: int | None = None
@@ -458,6 +462,12 @@ class ServerRun:
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def main_thread_cpu_seconds(pid: int) -> float:
+    """utime+stime of the process's main thread alone (the event loop's)."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
@@ -618,10 +628,12 @@ def run_phase(
     pids = [server.proc.pid] + [c.proc.pid for c in clients]
     sleep_until(window[0])
     cpu_before = [cpu_seconds(p) for p in pids]
+    loop_before = main_thread_cpu_seconds(server.proc.pid)
     busy_before = machine_busy_seconds()
     stats_before = server.stats()
     sleep_until(window[1])
     cpu_after = [cpu_seconds(p) for p in pids]
+    loop_after = main_thread_cpu_seconds(server.proc.pid)
     busy_after = machine_busy_seconds()
     stats_after = server.stats()
     tallies = [c.receive() for c in clients]
@@ -634,6 +646,7 @@ def run_phase(
     result.max_ms = latencies[-1] if latencies else 0.0
     server_cpu = cpu_after[0] - cpu_before[0]
     result.server_cores = server_cpu / args.duration
+    result.loop_cores = (loop_after - loop_before) / args.duration
     result.server_us_per_msg = server_cpu / acked * 1e6 if acked else 0.0
     ours = sum(cpu_after) - sum(cpu_before)
     result.client_cores = (ours - server_cpu) / args.duration
@@ -752,13 +765,16 @@ def run_server(
         phases = [("direct", n) for n in args.senders]
         if not args.no_group:
             phases.append(("group", max(args.senders)))
+        rows = args.prefill
         for rooms, senders in phases:
             result = run_phase(server, clients, sync, rooms, senders, args, f"{rooms[0]}{senders}")
+            result.rows_before = rows
+            rows += result.acked_total
             run.phases.append(result)
             print(
                 f"  {sync:6} {rooms:6} senders={senders:3}: {result.acked_per_s:7.0f} acked/s"
                 f"  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms"
-                f"  server {result.server_cores:.2f} cores"
+                f"  server {result.server_cores:.2f} cores (loop {result.loop_cores:.2f})"
                 f"  batch {result.avg_batch or 0:.1f}  other {result.other_cores:.2f} cores"
                 f"  errors {result.errors}",
                 flush=True,
@@ -855,10 +871,11 @@ def report(runs: list[ServerRun], refs: list[RefResult]) -> str:
                     p.synchronous,
                     f"{p.rooms} ({p.fanout})",
                     str(p.senders),
+                    f"{p.rows_before:,}",
                     f"{p.acked_per_s:,.0f}",
                     f"{p.p50_ms:.2f}",
                     f"{p.p99_ms:.2f}",
-                    f"{p.server_cores:.2f}",
+                    f"{p.server_cores:.2f} ({p.loop_cores:.2f})",
                     f"{p.server_us_per_msg:.0f}",
                     f"{p.avg_batch:.1f}" if p.avg_batch is not None else "n/a",
                     f"{p.client_cores:.2f}",
@@ -872,10 +889,11 @@ def report(runs: list[ServerRun], refs: list[RefResult]) -> str:
                 "sync",
                 "rooms (fan-out)",
                 "senders",
+                "rows before",
                 "acked msg/s",
                 "p50 ms",
                 "p99 ms",
-                "server cores",
+                "server cores (loop thread)",
                 "server CPU us/msg",
                 "avg batch",
                 "client cores",
@@ -886,7 +904,13 @@ def report(runs: list[ServerRun], refs: list[RefResult]) -> str:
         ),
         "",
         markdown_table(
-            ["sync", "server RSS connected MiB", "peak RSS MiB", "acked", "rows stored"],
+            [
+                "sync",
+                "server RSS connected MiB",
+                "peak RSS MiB",
+                "acked (all phases)",
+                "rows stored",
+            ],
             [
                 [
                     r.synchronous,
@@ -936,6 +960,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sync", nargs="+", default=["FULL", "NORMAL"], choices=["FULL", "NORMAL"])
     parser.add_argument("--no-group", action="store_true", help="skip the group-room phase")
     parser.add_argument("--plain", action="store_true", help="python -m appliance, no batches")
+    parser.add_argument("--prefill", type=int, default=0, help="messages stored beforehand")
     parser.add_argument("--ref-rows", type=int, default=100_000)
     parser.add_argument("--ref-budget", type=float, default=3.0, help="seconds per reference")
     parser.add_argument("--profile", type=Path, help="py-spy output prefix (PREFIX.txt)")
@@ -961,6 +986,10 @@ def main(argv: list[str] | None = None) -> int:
         template = work / "template"
         print("setting up 100 users (one login each), rooms, tokens ...", flush=True)
         specs = asyncio.run(prepare(template, USERS))
+        if args.prefill:
+            print(f"prefilling {args.prefill} messages ...", flush=True)
+            with contextlib.closing(sqlite3.connect(template / "appliance.db")) as db, db:
+                db.executemany(INSERT, reference_rows(specs, args.prefill, "pre"))
 
         print("raw sqlite3 reference ...", flush=True)
         rows = reference_rows(specs, args.ref_rows)
@@ -990,8 +1019,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report(runs, refs))
     for run in runs:
-        if run.rows_stored != run.acked_total:
-            print(f"NOTE {run.synchronous}: {run.acked_total} acked, {run.rows_stored} stored")
+        if run.rows_stored != run.acked_total + args.prefill:
+            print(
+                f"NOTE {run.synchronous}: {run.acked_total} acked + {args.prefill} prefilled,"
+                f" {run.rows_stored} stored"
+            )
         for note in run.notes[:10]:
             print(f"server log ({run.synchronous}): {note}")
         for phase in run.phases:

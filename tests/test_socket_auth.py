@@ -216,3 +216,13 @@ async def test_foreign_origin_refused(server: RunningServer) -> None:
     await same.connect(token, headers={"Origin": f"http://{host}"})
     assert same.sio.connected
     await same.close()
+
+
+async def test_extra_arguments_get_typed_error(server: RunningServer) -> None:
+    await server.add_user("alice")
+    client = await server.user_socket("alice")
+    for event in ("presence:list", "auth:refresh", "chat:message", "no:such"):
+        ack = await client.sio.call(event, ({}, 2), timeout=5)  # a tuple: two arguments
+        assert ack["ok"] is False, event
+        assert ack["error"]["code"] == "invalid_request", event
+    assert (await client.call("presence:list"))["ok"]

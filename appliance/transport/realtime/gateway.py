@@ -39,6 +39,17 @@ def chat_room(room_id: int) -> str:
     return f"room:{room_id}"
 
 
+def single_payload(args: tuple[Any, ...]) -> Any:
+    """Events carry one payload object; none counts as an empty one."""
+    if len(args) > 1:
+        raise AppError(ErrorCode.INVALID_REQUEST, "send a single payload object")
+    return {} if not args or args[0] is None else args[0]
+
+
+class AnyPayload(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
 class TokenPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
     token: str = Field(min_length=1, max_length=4096)
@@ -120,9 +131,8 @@ class RealtimeGateway:
         self._tasks: set[asyncio.Task[None]] = set()
         sio.on("connect", self._on_connect)
         sio.on("disconnect", self._on_disconnect)
-        sio.on(AUTH_REFRESH, self._on_auth_refresh)
-        sio.on(PRESENCE_LIST, self._on_presence_list)
         sio.on("*", self._on_unknown)
+        self._register_session_events()
         auth.on_family_revoked(self.close_family)
 
     # -- helpers used by other handlers ----------------------------------------------------
@@ -139,12 +149,12 @@ class RealtimeGateway:
         answered with a typed ack. The body returns the ack's fields."""
 
         def register(body: EventBody[M]) -> EventBody[M]:
-            async def handler(sid: str, data: Any = None) -> Ack:
+            async def handler(sid: str, *args: Any) -> Ack:
                 async def work() -> Ack:
                     principal = self.principal(sid)
                     if event_class is not None:
                         await self._take(sid, principal, name, event_class, quiet_when_limited)
-                    return ok(**await body(sid, principal, parse(model, data)))
+                    return ok(**await body(sid, principal, parse(model, single_payload(args))))
 
                 return await guarded(name, work)
 
@@ -270,26 +280,20 @@ class RealtimeGateway:
         if sockets_left == 0:
             await self._chat.user_gone(user_id)
 
-    async def _on_auth_refresh(self, sid: str, data: Any = None) -> Ack:
-        async def work() -> Ack:
-            current = self.principal(sid)
-            payload = parse(TokenPayload, data)
-            fresh = await self._auth.authenticate(payload.token)
+    def _register_session_events(self) -> None:
+        @self.on(AUTH_REFRESH, TokenPayload, None)
+        async def auth_refresh(sid: str, current: Principal, data: TokenPayload) -> dict[str, Any]:
+            fresh = await self._auth.authenticate(data.token)
             if fresh.user_id != current.user_id:
                 raise AppError(ErrorCode.FORBIDDEN, "token belongs to another user")
             session = self._sessions[sid]
             session.principal = fresh
             self._schedule_expiry(sid, session)
-            return ok(expires_at=fresh.token.expires_at)
+            return {"expires_at": fresh.token.expires_at}
 
-        return await guarded(AUTH_REFRESH, work)
+        @self.on(PRESENCE_LIST, AnyPayload, None)
+        async def presence_list(sid: str, current: Principal, data: AnyPayload) -> dict[str, Any]:
+            return await self._presence_payload()
 
-    async def _on_presence_list(self, sid: str, data: Any = None) -> Ack:
-        async def work() -> Ack:
-            self.principal(sid)
-            return ok(**await self._presence_payload())
-
-        return await guarded(PRESENCE_LIST, work)
-
-    async def _on_unknown(self, event: str, sid: str, data: Any = None) -> Ack:
+    async def _on_unknown(self, event: str, sid: str, *args: Any) -> Ack:
         return fail(AppError(ErrorCode.INVALID_REQUEST, f"unknown event {event[:64]!r}"))

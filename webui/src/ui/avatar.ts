@@ -22,3 +22,10 @@ export function avatar(name: string, size: "sm" | "md" | "lg" = "md"): HTMLEleme
   el.style.setProperty("--avatar-hue", String(hueOf(name)));
   return el;
 }
+
+/** A group's avatar: its name's initials on a rounded square. */
+export function groupAvatar(name: string, size: "sm" | "md" | "lg" = "md"): HTMLElement {
+  const el = avatar(name, size);
+  el.classList.add("avatar-group");
+  return el;
+}

@@ -30,6 +30,23 @@ const MARKUP = {
     `<path d="M16 21v-2a4 4 0 0 0-4-4H6a4 4 0 0 0-4 4v2"/><circle cx="9" cy="7" r="4"/>` +
       `<path d="M22 21v-2a4 4 0 0 0-3-3.87"/><path d="M16 3.13a4 4 0 0 1 0 7.75"/>`,
   ),
+  send: svg(`<path d="M22 2 11 13"/><path d="M22 2 15 22l-4-9-9-4z"/>`),
+  plus: svg(`<path d="M12 5v14"/><path d="M5 12h14"/>`, 18),
+  edit: svg(
+    `<path d="M12 20h9"/><path d="M16.5 3.5a2.12 2.12 0 0 1 3 3L7 19l-4 1 1-4z"/>`,
+    16,
+  ),
+  trash: svg(
+    `<path d="M3 6h18"/><path d="M19 6v14a2 2 0 0 1-2 2H7a2 2 0 0 1-2-2V6"/>` +
+      `<path d="M8 6V4a2 2 0 0 1 2-2h4a2 2 0 0 1 2 2v2"/>`,
+    16,
+  ),
+  close: svg(`<path d="M18 6 6 18"/><path d="m6 6 12 12"/>`, 18),
+  arrowDown: svg(`<path d="M12 5v14"/><path d="m19 12-7 7-7-7"/>`, 18),
+  pending: svg(`<circle cx="12" cy="12" r="9"/><path d="M12 7v5l3 2"/>`, 14),
+  check: svg(`<path d="M20 6 9 17l-5-5"/>`, 14),
+  ban: svg(`<circle cx="12" cy="12" r="9"/><path d="m5.7 5.7 12.6 12.6"/>`, 14),
+  retry: svg(`<path d="M3 12a9 9 0 1 0 3-6.7L3 8"/><path d="M3 3v5h5"/>`, 14),
   chat: `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 160 120" aria-hidden="true" focusable="false">` +
     `<rect x="14" y="18" width="96" height="60" rx="18" class="illo-back"/>` +
     `<path d="M38 78v18l20-18z" class="illo-back"/>` +

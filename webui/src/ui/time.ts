@@ -30,3 +30,63 @@ export function fullTime(unixSeconds: number): string {
     timeStyle: "short",
   });
 }
+
+// -- message times (server timestamps shown in the browser's time zone) --------------------------
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+function startOfDay(ms: number): number {
+  const d = new Date(ms);
+  d.setHours(0, 0, 0, 0);
+  return d.getTime();
+}
+
+/** Whole calendar days between a timestamp and now (0 = today). */
+function daysAgo(unixSeconds: number, nowMs: number): number {
+  return Math.round((startOfDay(nowMs) - startOfDay(unixSeconds * 1000)) / DAY_MS);
+}
+
+/** "14:05" (or "2:05 PM", as the browser's locale has it). */
+export function clockTime(unixSeconds: number): string {
+  return new Date(unixSeconds * 1000).toLocaleTimeString(undefined, {
+    hour: "2-digit",
+    minute: "2-digit",
+  });
+}
+
+/** A key that is equal for two timestamps on the same local day. */
+export function dayKey(unixSeconds: number): string {
+  const d = new Date(unixSeconds * 1000);
+  return `${d.getFullYear()}-${d.getMonth() + 1}-${d.getDate()}`;
+}
+
+/** Day separator: "Today", "Yesterday", "Monday", "Monday 3 March", "3 March 2023". */
+export function dayLabel(unixSeconds: number, nowMs = serverNow()): string {
+  const days = daysAgo(unixSeconds, nowMs);
+  if (days <= 0) return "Today";
+  if (days === 1) return "Yesterday";
+  const date = new Date(unixSeconds * 1000);
+  if (days < 7) return date.toLocaleDateString(undefined, { weekday: "long" });
+  const sameYear = date.getFullYear() === new Date(nowMs).getFullYear();
+  return date.toLocaleDateString(undefined, {
+    weekday: sameYear ? "long" : undefined,
+    day: "numeric",
+    month: "long",
+    year: sameYear ? undefined : "numeric",
+  });
+}
+
+/** Time of a conversation's last message in the list: "14:05", "Yesterday", "Mon", "3 Mar". */
+export function listTime(unixSeconds: number, nowMs = serverNow()): string {
+  const days = daysAgo(unixSeconds, nowMs);
+  if (days <= 0) return clockTime(unixSeconds);
+  if (days === 1) return "Yesterday";
+  const date = new Date(unixSeconds * 1000);
+  if (days < 7) return date.toLocaleDateString(undefined, { weekday: "short" });
+  const sameYear = date.getFullYear() === new Date(nowMs).getFullYear();
+  return date.toLocaleDateString(undefined, {
+    day: "numeric",
+    month: "short",
+    year: sameYear ? undefined : "numeric",
+  });
+}

@@ -1,4 +1,5 @@
-// The "People" sidebar: everyone but me, with a live presence dot and "last seen".
+// The "People" part of the sidebar: everyone but me, with a live presence dot and "last seen".
+// Clicking someone opens (creating on first use) the direct conversation with them.
 
 import type { People, Person } from "../people.ts";
 import { avatar } from "../ui/avatar.ts";
@@ -34,8 +35,8 @@ export function peoplePanel(people: People, onSelect: (userId: number) => void):
   const list = h("ul", { class: "people-list", "data-testid": "people-list", role: "list" });
   const message = h("div", { class: "people-message", "data-testid": "people-message" });
   const element = h(
-    "aside",
-    { class: "sidebar", "aria-labelledby": "people-heading", "data-testid": "people" },
+    "section",
+    { class: "sidebar-section", "aria-labelledby": "people-heading", "data-testid": "people" },
     h(
       "div",
       { class: "sidebar-head" },
