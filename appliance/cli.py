@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     web.add_argument("--port", type=int, default=None, help="port (default: config web.port)")
 
     sub.add_parser("turn", help="run the TURN/STUN relay (coturn) with a rendered config")
+    sub.add_parser("store", help="run the managed S3 object store over <data-dir>/objects")
 
     user = sub.add_parser("user", help="manage user accounts")
     user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
@@ -166,6 +167,18 @@ def _turn(settings: Settings) -> int:
     return 0  # not reached
 
 
+def _store(settings: Settings) -> int:
+    from appliance.services.store_server import prepare
+
+    try:
+        argv, env = prepare(settings)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"appliance: {exc}", file=sys.stderr)
+        return 1
+    os.execve(argv[0], argv, env)  # noqa: S606 - the store replaces this process
+    return 0  # not reached
+
+
 def _units(args: argparse.Namespace) -> int:
     from appliance.supervision.render import systemd_units
 
@@ -215,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "turn":
             return _turn(settings)
+        if args.command == "store":
+            return _store(settings)
         if args.command == "user" and args.user_command == "add":
             password = _read_password()
             user_id = asyncio.run(_add_user(settings, args.name, password, args.admin))

@@ -127,9 +127,48 @@ class TurnConfig(Section):
     allow_loopback_peers: bool = False
 
 
+DEFAULT_MEDIA_TYPES = [
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "video/mp4",
+    "video/webm",
+    "audio/mpeg",
+    "audio/ogg",
+    "audio/webm",
+    "audio/wav",
+    "application/pdf",
+    "text/plain",
+    "application/zip",
+]
+
+
 class StorageConfig(Section):
+    managed: Literal["rclone", "minio", "none"] = "rclone"
+    address: str = "127.0.0.1:9000"
+    endpoint: str = ""
+    public_url: str = ""
+    bucket: str = Field(default="appliance-media", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    region: str = "us-east-1"
     access_key: str = ""
     secret_key: SecretStr = SecretStr("")
+    max_upload_size: int = Field(default=100 * 1024 * 1024, ge=1)
+    allowed_types: list[str] = Field(default_factory=lambda: list(DEFAULT_MEDIA_TYPES))
+    upload_url_ttl: int = Field(default=300, ge=10, le=3600)
+    download_url_ttl: int = Field(default=300, ge=10, le=3600)
+    pending_ttl: int = Field(default=900, ge=1)
+    cleanup_interval: float = Field(default=60.0, gt=0)
+    request_timeout: float = Field(default=5.0, gt=0)
+    rclone_binary: str = ""
+    minio_binary: str = "minio"
+
+    @property
+    def internal_url(self) -> str:
+        """Where the web service reaches the store."""
+        if self.managed == "none":
+            return self.endpoint.rstrip("/")
+        return f"http://{self.address}"
 
 
 class SetupConfig(Section):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from appliance.adapters.object_store import MinioObjectStore
 from appliance.config import Settings
 from appliance.services.auth import AuthService
 from appliance.services.calls import CallService, MemoryCallStore
 from appliance.services.chat import ChatService
 from appliance.services.clock import Clock, wall_clock
+from appliance.services.media import MediaService
 from appliance.services.notifier import Notifier
 from appliance.services.passwords import PasswordService
 from appliance.services.presence import MemoryPresenceStore, PresenceService
@@ -16,6 +18,7 @@ from appliance.services.tokens import TokenCodec
 from appliance.services.turn import TurnCredentialService
 from appliance.storage.calls import CallRepository
 from appliance.storage.database import Database
+from appliance.storage.media import MediaRepository
 from appliance.storage.message_writer import MessageWriter
 from appliance.storage.messages import MessageRepository
 from appliance.storage.rooms import RoomRepository
@@ -63,6 +66,10 @@ class Container:
             clock,
         )
         self.turn = TurnCredentialService(config.turn, clock)
+        self.store = MinioObjectStore(config.storage)
+        self.media = MediaService(
+            config.storage, self.store, MediaRepository(self.db), self.chat, clock
+        )
 
     async def start(self) -> None:
         await self.db.start()
@@ -70,8 +77,10 @@ class Container:
         await self.presence.start()
         await self.chat.start()
         await self.calls.start()
+        await self.media.start()
 
     async def stop(self) -> None:
+        await self.media.stop()
         await self.calls.stop()
         await self.chat.stop()
         await self.presence.stop()

@@ -20,6 +20,11 @@ class ErrorCode(StrEnum):
     CONFLICT = "conflict"
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
+    STORAGE_UNAVAILABLE = "storage_unavailable"
+    MEDIA_TYPE_NOT_ALLOWED = "media_type_not_allowed"
+    UPLOAD_MISSING = "upload_missing"
+    UPLOAD_MISMATCH = "upload_mismatch"
+    UPLOAD_EXPIRED = "upload_expired"
     INTERNAL = "internal_error"
 
 
@@ -37,6 +42,11 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.CONFLICT: 409,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.STORAGE_UNAVAILABLE: 503,
+    ErrorCode.MEDIA_TYPE_NOT_ALLOWED: 415,
+    ErrorCode.UPLOAD_MISSING: 409,
+    ErrorCode.UPLOAD_MISMATCH: 409,
+    ErrorCode.UPLOAD_EXPIRED: 410,
     ErrorCode.INTERNAL: 500,
 }
 

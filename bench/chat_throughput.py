@@ -73,11 +73,22 @@ INSERT = (
     "INSERT INTO messages (room_id, sender_id, client_msg_id, text, created_at)"
     " VALUES (?, ?, ?, ?, ?)"
 )
-SELECT_BY_KEYS = (
+_COLUMNS = (
     "SELECT m.id, m.room_id, m.sender_id, u.username, m.client_msg_id, m.text, m.created_at,"
-    " m.edited_at, m.deleted_at FROM messages m JOIN users u ON u.id = m.sender_id"
+    " m.edited_at, m.deleted_at"
+)
+# MessageRepository._by_keys's query: SQLite plans it as a full scan of `messages`.
+SELECT_BY_KEYS = (
+    _COLUMNS + " FROM messages m JOIN users u ON u.id = m.sender_id"
     " WHERE (m.room_id, m.sender_id, m.client_msg_id) IN (VALUES {})"
 )
+# The same rows found through the UNIQUE (room_id, sender_id, client_msg_id) index.
+SELECT_BY_KEYS_JOIN = (
+    _COLUMNS + " FROM (VALUES {}) AS k JOIN messages m ON m.room_id = k.column1"
+    " AND m.sender_id = k.column2 AND m.client_msg_id = k.column3"
+    " JOIN users u ON u.id = m.sender_id"
+)
+WHAT_IF_ENV = "CHAT_BENCH_WHAT_IF"
 
 
 def message_text(index: int, seq: int) -> str:
@@ -89,9 +100,33 @@ def message_text(index: int, seq: int) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+def patch_by_keys_join() -> None:
+    """What-if (--what-if by-keys-join), not the product: `_by_keys` through the index."""
+    from appliance.storage import messages
+
+    async def by_keys(
+        self: messages.MessageRepository, conn: Any, keys: list[tuple[int, int, str]]
+    ) -> dict[tuple[int, int, str], messages.MessageRecord]:
+        if not keys:
+            return {}
+        query = SELECT_BY_KEYS_JOIN.format(",".join("(?, ?, ?)" for _ in keys))
+        async with conn.execute(query, [v for key in keys for v in key]) as cur:
+            rows = await cur.fetchall()
+        found = {}
+        for row in rows:
+            record = messages.MessageRecord(*row)
+            found[(record.room_id, record.sender_id, record.client_msg_id)] = record
+        return found
+
+    messages.MessageRepository._by_keys = by_keys  # type: ignore[method-assign]
+
+
 def serve(argv: list[str]) -> int:
     from appliance.cli import main
     from appliance.storage.message_writer import MessageWriter
+
+    if os.environ.get(WHAT_IF_ENV) == "by-keys-join":
+        patch_by_keys_join()
 
     counts = {"batches": 0, "messages": 0, "max": 0}
     original = MessageWriter._commit
@@ -387,7 +422,7 @@ def run_reference(
     rows: list[tuple[Any, ...]],
     budget: float,
 ) -> RefResult:
-    path = work / f"ref-{synchronous}-{method.replace(' ', '_')}-{batch}.db"
+    path = work / f"ref-{synchronous}-{re.sub(r'[^a-z0-9]+', '_', method)}-{batch}.db"
     shutil.copyfile(template_db, path)
     conn = sqlite3.connect(path, isolation_level=None)
     try:
@@ -400,9 +435,10 @@ def run_reference(
         while done < len(rows) and time.perf_counter() - started < budget:
             chunk = rows[done : done + size]
             conn.execute("BEGIN IMMEDIATE")
-            if method == "writer SQL":
+            if method.startswith("writer SQL"):
                 keys = [v for r in chunk for v in r[:3]]
-                query = SELECT_BY_KEYS.format(",".join("(?, ?, ?)" for _ in chunk))
+                select = SELECT_BY_KEYS_JOIN if method.endswith("index join") else SELECT_BY_KEYS
+                query = select.format(",".join("(?, ?, ?)" for _ in chunk))
                 conn.execute(query, keys).fetchall()
                 conn.executemany(INSERT, chunk)
                 conn.execute(query, keys).fetchall()
@@ -502,7 +538,9 @@ def sleep_until(moment: float) -> None:
 
 
 class Server:
-    def __init__(self, data_dir: Path, synchronous: str, log_path: Path, plain: bool) -> None:
+    def __init__(
+        self, data_dir: Path, synchronous: str, log_path: Path, plain: bool, what_if: str | None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
@@ -511,6 +549,8 @@ class Server:
             "APPLIANCE_RATE_LIMITS__CHAT_BURST": "1000000",
             "APPLIANCE_DATABASE__SYNCHRONOUS": synchronous,
         }
+        if what_if:
+            env[WHAT_IF_ENV] = what_if
         args = ["--data-dir", str(data_dir), "--log-level", "warning", "web"]
         args += ["--host", "127.0.0.1", "--port", str(self.port)]
         head = (
@@ -752,7 +792,7 @@ def run_server(
     run = ServerRun(sync)
     data_dir = work / f"data-{sync}"
     shutil.copytree(template, data_dir)
-    server = Server(data_dir, sync, work / f"server-{sync}.log", args.plain)
+    server = Server(data_dir, sync, work / f"server-{sync}.log", args.plain, args.what_if)
     clients: list[Client] = []
     profile = ""
     client_log = (work / f"clients-{sync}.log").open("w")
@@ -960,6 +1000,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sync", nargs="+", default=["FULL", "NORMAL"], choices=["FULL", "NORMAL"])
     parser.add_argument("--no-group", action="store_true", help="skip the group-room phase")
     parser.add_argument("--plain", action="store_true", help="python -m appliance, no batches")
+    parser.add_argument(
+        "--what-if",
+        choices=["by-keys-join"],
+        help="experiment, not the product: patch the server (by-keys-join: MessageRepository."
+        "_by_keys looks rows up through the unique index instead of scanning the table)",
+    )
     parser.add_argument("--prefill", type=int, default=0, help="messages stored beforehand")
     parser.add_argument("--ref-rows", type=int, default=100_000)
     parser.add_argument("--ref-budget", type=float, default=3.0, help="seconds per reference")
@@ -976,11 +1022,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if max(args.senders) > USERS:
         parser.error(f"at most {USERS} senders")
+    if args.what_if and args.plain:
+        parser.error("--what-if patches the server through _serve; it cannot run with --plain")
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="chat-bench-", dir=args.tmp_dir) as tmp:
         work = Path(tmp)
         info = machine(work)
+        info["server"] = (
+            "python -m appliance (--plain)"
+            if args.plain
+            else "appliance.cli.main through _serve (batch counter)"
+            + (f", WHAT-IF {args.what_if} (not the product)" if args.what_if else "")
+        )
         for key, value in info.items():
             print(f"{key}: {value}")
         template = work / "template"
@@ -995,7 +1049,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = reference_rows(specs, args.ref_rows)
         refs = []
         plan = [("executemany", 1), ("executemany", 100), ("executemany", 256)]
-        plan += [("executemany", 0), ("writer SQL", 100)]
+        plan += [("executemany", 0), ("writer SQL", 100), ("writer SQL, index join", 100)]
         for sync in args.sync:
             for method, batch in plan:
                 ref = run_reference(

@@ -141,7 +141,7 @@ async def test_end_from_either_side(server: RunningServer, ender: str) -> None:
     after = await other.sock.call("webrtc:offer", {"offer": OFFER})
     assert after["error"]["code"] == "forbidden"
     # Both are free to call again.
-    assert (await start_call(other, one))
+    assert await start_call(other, one)
 
 
 async def test_outsiders_cannot_signal(server: RunningServer) -> None:

@@ -35,7 +35,8 @@ class Person:
         return client
 
     async def get(self, path: str, **kwargs: Any) -> Any:
-        return await self.server.http.get(path, headers=bearer(self.token), **kwargs)
+        headers = {**bearer(self.token), **kwargs.pop("headers", {})}
+        return await self.server.http.get(path, headers=headers, **kwargs)
 
     async def post(self, path: str, body: Any) -> Any:
         return await self.server.http.post(path, json=body, headers=bearer(self.token))

@@ -99,6 +99,7 @@ def test_up_runs_services_under_supervisord_and_stops_on_ctrl_c(tmp_path: Path) 
         "APPLIANCE_TURN__RELAY_IP": "127.0.0.1",
         "APPLIANCE_TURN__MIN_PORT": str(turn["min_port"]),
         "APPLIANCE_TURN__MAX_PORT": str(turn["max_port"]),
+        "APPLIANCE_STORAGE__ADDRESS": f"127.0.0.1:{free_port()}",
         "PYTHONUNBUFFERED": "1",
     }
     proc = subprocess.Popen(
@@ -119,7 +120,7 @@ def test_up_runs_services_under_supervisord_and_stops_on_ctrl_c(tmp_path: Path) 
                 status = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()["status"]
             if status != "ok":
                 time.sleep(0.1)
-        assert status == "ok", "web and turn did not both come up under supervisord"
+        assert status == "ok", "web, store and turn did not all come up under supervisord"
         assert (data / "run" / "supervisord.conf").is_file()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0

@@ -44,6 +44,13 @@ def message_payload(record: MessageRecord) -> dict[str, Any]:
     if record.deleted_at is not None:
         payload["deleted"] = True
         payload["deleted_at"] = record.deleted_at
+    elif record.attachment is not None:
+        payload["attachment"] = {
+            "media_id": record.attachment.media_id,
+            "filename": record.attachment.filename,
+            "content_type": record.attachment.content_type,
+            "size": record.attachment.size,
+        }
     return payload
 
 
@@ -235,16 +242,25 @@ class ChatService:
     # -- messages ---------------------------------------------------------------------------
 
     async def send(
-        self, user_id: int, room_id: int, text: str, client_msg_id: str, *, sid: str | None
+        self,
+        user_id: int,
+        room_id: int,
+        text: str,
+        client_msg_id: str,
+        *,
+        sid: str | None,
+        media_id: str | None = None,
     ) -> dict[str, Any]:
+        """Store and deliver a message; with `media_id`, a file message whose text (a caption)
+        may be empty."""
         await self.require_member(user_id, room_id)
         if not CLIENT_MSG_ID.match(client_msg_id):
             raise AppError(
                 ErrorCode.INVALID_REQUEST, "client_msg_id must be 1-64 of A-Z a-z 0-9 _ . : -"
             )
-        text = self.clean_text(text)
+        text = self.clean_text(text) if media_id is None or text.strip() else ""
         record, created = await self._writer.write(
-            NewMessage(room_id, user_id, client_msg_id, text, self._clock())
+            NewMessage(room_id, user_id, client_msg_id, text, self._clock(), media_id)
         )
         payload = message_payload(record)
         if created:

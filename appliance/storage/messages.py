@@ -10,8 +10,17 @@ from appliance.storage.database import Database
 
 _SELECT = (
     "SELECT m.id, m.room_id, m.sender_id, u.username, m.client_msg_id, m.text,"
-    " m.created_at, m.edited_at, m.deleted_at FROM messages m JOIN users u ON u.id = m.sender_id"
+    " m.created_at, m.edited_at, m.deleted_at, a.id, a.filename, a.content_type, a.size"
+    " FROM messages m JOIN users u ON u.id = m.sender_id LEFT JOIN media a ON a.id = m.media_id"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    media_id: str
+    filename: str
+    content_type: str
+    size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +34,7 @@ class MessageRecord:
     created_at: float
     edited_at: float | None
     deleted_at: float | None
+    attachment: Attachment | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +44,7 @@ class NewMessage:
     client_msg_id: str
     text: str
     created_at: float
+    media_id: str | None = None
 
     @property
     def key(self) -> tuple[int, int, str]:
@@ -41,7 +52,19 @@ class NewMessage:
 
 
 def _record(row: aiosqlite.Row) -> MessageRecord:
-    return MessageRecord(*row)
+    attachment = Attachment(row[9], row[10], row[11], row[12]) if row[9] is not None else None
+    return MessageRecord(
+        id=row[0],
+        room_id=row[1],
+        sender_id=row[2],
+        sender_name=row[3],
+        client_msg_id=row[4],
+        text=row[5],
+        created_at=row[6],
+        edited_at=row[7],
+        deleted_at=row[8],
+        attachment=attachment,
+    )
 
 
 class MessageRepository:
@@ -76,10 +99,11 @@ class MessageRepository:
                     fresh[item.key] = item
             if fresh:
                 await conn.executemany(
-                    "INSERT INTO messages (room_id, sender_id, client_msg_id, text, created_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO messages"
+                    " (room_id, sender_id, client_msg_id, text, created_at, media_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
                     [
-                        (m.room_id, m.sender_id, m.client_msg_id, m.text, m.created_at)
+                        (m.room_id, m.sender_id, m.client_msg_id, m.text, m.created_at, m.media_id)
                         for m in fresh.values()
                     ],
                 )

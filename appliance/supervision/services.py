@@ -21,6 +21,11 @@ SERVICES: tuple[ServiceSpec, ...] = (
         command=("web",),
     ),
     ServiceSpec(
+        name="store",
+        description="S3 object store for shared files (rclone serve s3)",
+        command=("store",),
+    ),
+    ServiceSpec(
         name="turn",
         description="STUN and TURN relay (coturn) with ephemeral credentials",
         command=("turn",),

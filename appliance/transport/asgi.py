@@ -18,6 +18,7 @@ from appliance.transport.http import (
     auth_routes,
     calls_routes,
     health,
+    media_routes,
     rooms_routes,
     users_routes,
     webui,
@@ -27,6 +28,8 @@ from appliance.transport.http.errors import register_error_handlers
 from appliance.transport.realtime.call_events import register_call_events
 from appliance.transport.realtime.chat_events import register_chat_events
 from appliance.transport.realtime.gateway import RealtimeGateway, SocketNotifier
+from appliance.transport.realtime.media_events import register_media_events
+from appliance.transport.store_proxy import StoreProxy
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +84,12 @@ class WebApp:
         )
         register_chat_events(self.gateway, services.chat)
         register_call_events(self.gateway, services.calls)
+        register_media_events(self.gateway, services.media)
         self.quart = self._build_quart(settings)
-        self.asgi = socketio.ASGIApp(self.sio, other_asgi_app=self.quart)
+        self.store_proxy = StoreProxy(
+            socketio.ASGIApp(self.sio, other_asgi_app=self.quart), settings.config.storage
+        )
+        self.asgi = self.store_proxy
 
     def _build_quart(self, settings: Settings) -> Quart:
         app = Quart("appliance")
@@ -103,6 +110,7 @@ class WebApp:
         app.register_blueprint(users_routes.blueprint)
         app.register_blueprint(rooms_routes.blueprint)
         app.register_blueprint(calls_routes.blueprint)
+        app.register_blueprint(media_routes.blueprint)
         app.register_blueprint(health.blueprint)
         app.register_blueprint(webui.make_blueprint(settings.webui_dir))
 
@@ -115,6 +123,7 @@ class WebApp:
             # Close every socket first (their disconnect handlers still see the database),
             # then stop engine.io's service task, then the services.
             await self.sio.shutdown()
+            await self.store_proxy.close()
             await self.gateway.stop()
             await self.container.stop()
 

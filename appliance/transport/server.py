@@ -19,7 +19,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
         config.bind = [f"{host}:{port}"]
         config.websocket_max_message_size = web.max_http_buffer_size
         config.accesslog = None
-        asyncio.run(hypercorn_serve(app.asgi, config))
+        asyncio.run(hypercorn_serve(app.asgi, config))  # type: ignore[arg-type]
         return
 
     import uvicorn

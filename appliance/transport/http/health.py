@@ -29,6 +29,7 @@ async def healthz() -> Response:
     host = next((ip for ip in turn.listen_ips), "127.0.0.1")
     answered = await stun_probe.binding(f"{host}:{turn.port}", wait=0.5)
     services["turn"] = {"state": "up" if answered else "down"}
+    services["store"] = {"state": "up" if await container().media.healthy() else "down"}
     healthy = all(s["state"] == "up" for s in services.values())
     status = "ok" if healthy else "degraded" if core_ok else "down"
     response = jsonify({"status": status, "services": services})
