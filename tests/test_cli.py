@@ -151,3 +151,46 @@ def test_units_check_detects_drift(tmp_path: Path) -> None:
     assert appliance("units", "--output", str(tmp_path)).returncode == 0
     (tmp_path / "appliance-web.service").write_text("changed")
     assert appliance("units", "--output", str(tmp_path), "--check").returncode == 1
+
+
+def test_user_add_prompts_twice_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+    import select
+
+    data = str(tmp_path / "data")
+    assert appliance("--data-dir", data, "init").returncode == 0
+
+    def run(first: str, second: str) -> tuple[int, str]:
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: the pty is its controlling terminal
+            os.execv(  # noqa: S606
+                sys.executable,
+                [sys.executable, "-m", "appliance", "--data-dir", data, "user", "add", "carol"],
+            )
+        output = b""
+        answers = [first, second]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 1)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+            if chunk.rstrip().endswith(b":") and answers:  # a prompt: answer it
+                os.write(fd, answers.pop(0).encode() + b"\n")
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+        return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+    code, out = run("first-password", "other-password")
+    assert code == 1 and "differ" in out
+    assert out.count("Password") == 2
+    code, out = run("same-password", "same-password")
+    assert code == 0, out
+    assert "added user carol" in out
+    assert "same-password" not in out  # not echoed
