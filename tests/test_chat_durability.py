@@ -56,7 +56,7 @@ class ServerProcess:
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, "server exited during start-up"
             try:
-                if httpx.get(self.url + "/healthz", timeout=1).is_success:
+                if httpx.get(self.url + "/healthz", timeout=10).is_success:
                     return
             except httpx.TransportError:
                 time.sleep(0.05)
@@ -133,10 +133,10 @@ async def test_kill_minus_nine_loses_nothing_acknowledged(tmp_path: Path) -> Non
             appliance("--data-dir", str(data), "user", "add", name, stdin=PASSWORD).returncode == 0
         )
     server = ServerProcess(data, free_port())
-    server.start()
     acked: dict[str, int] = {}
     cids = [f"k{i:05d}" for i in range(TOTAL)]
     try:
+        server.start()
         async with httpx.AsyncClient(base_url=server.url) as http:
             login = await http.post(
                 "/api/auth/login", json={"username": "alice", "password": PASSWORD}

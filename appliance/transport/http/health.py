@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from quart import Blueprint, Response, jsonify
@@ -27,9 +28,11 @@ async def healthz() -> Response:
         core_ok = False
     turn = container().settings.config.turn
     host = next((ip for ip in turn.listen_ips), "127.0.0.1")
-    answered = await stun_probe.binding(f"{host}:{turn.port}", wait=0.5)
-    services["turn"] = {"state": "up" if answered else "down"}
-    services["store"] = {"state": "up" if await container().media.healthy() else "down"}
+    turn_up, store_up = await asyncio.gather(
+        stun_probe.alive(host, turn.port), container().media.healthy()
+    )
+    services["turn"] = {"state": "up" if turn_up else "down"}
+    services["store"] = {"state": "up" if store_up else "down"}
     healthy = all(s["state"] == "up" for s in services.values())
     status = "ok" if healthy else "degraded" if core_ok else "down"
     response = jsonify({"status": status, "services": services})
