@@ -137,13 +137,17 @@ def _up(settings: Settings) -> int:
     base += ["--config", str(settings.config_path)]
     conf = run_dir / "supervisord.conf"
     conf.write_text(supervisord_conf(base, run_dir), encoding="utf-8")
-    supervisord = shutil.which("supervisord") or str(Path(sys.executable).parent / "supervisord")
+    beside = Path(sys.executable).parent / "supervisord"
+    supervisord = str(beside) if beside.is_file() else shutil.which("supervisord") or "supervisord"
     web = settings.config.web
-    shown_host = "localhost" if web.host in ("0.0.0.0", "::", "127.0.0.1") else web.host  # noqa: S104
+    local = web.host in ("0.0.0.0", "::", "127.0.0.1")  # noqa: S104
+    shown_host = "localhost" if local else web.host
     print(f"Appliance starting. Open http://{shown_host}:{web.port}/", flush=True)
-    token = settings.config.setup.token.get_secret_value()
-    if token:
-        print(f"Set-up token (for the first-run wizard): {token}", flush=True)
+    if web.host in ("0.0.0.0", "::"):  # noqa: S104
+        from appliance.adapters.netinfo import global_ipv4_addresses
+
+        for address in global_ipv4_addresses():
+            print(f"  from other devices: http://{address}:{web.port}/", flush=True)
     if asyncio.run(_user_count(settings)) == 0:
         print(
             "No accounts yet. Create the first one in another terminal:\n"
