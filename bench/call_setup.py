@@ -17,11 +17,16 @@ The reference is two RTCPeerConnections in this process with offer/answer handed
 send the same tracks as tests/webrtc_peer.py's Peer: a 48 kHz tone and a 160x120 video pattern.
 
 Modes: `host` (no iceServers, host candidates only), `relay` (iceTransportPolicy "relay", the
-full GET /api/turn answer), plus fewer calls of `relay-udp` (relay, only the udp TURN URL) and
+full GET /api/turn answer), plus fewer calls of `relay-udp` (relay, only the udp TURN URL),
 `all-full` (the default policy "all" with the full answer, as docs/protocol.md tells clients to
-use it). A gathering probe then times setLocalDescription alone on one RTCPeerConnection per
-iceServers variant, including a STUN / TURN URL pointing at a silent 127.0.0.1 port (a
-firewalled server), which shows aioice's 5 s gathering wait.
+use it) and `relay, aioice retrigger patch` (relay with an experimental bench-only patch to
+aioice's connectivity checks, to confirm where relay mode's 500 ms go). Each (side, mode) has
+its own pair of users (coturn's per-user allocation quota). Rounds alternate the modes.
+
+Then a gathering probe times setLocalDescription alone on one RTCPeerConnection per iceServers
+variant, including a STUN / TURN URL pointing at a silent 127.0.0.1 port (a firewalled
+server), which shows aioice's 5 s gathering wait; and a short phase runs host calls through a
+server on tests.support's own listening socket, which leaves Nagle on (see bind_loopback_tcp).
 
 All ICE traffic stays on 127.0.0.1: aioice's host addresses are patched to ["127.0.0.1"] (as
 tests.webrtc_peer.loopback_only does) and every candidate sent is checked. Run from the
@@ -75,7 +80,7 @@ from tests.turn_support import running_turn, turn_overrides  # noqa: E402
 from tests.webrtc_peer import PatternTrack, Peer, ToneTrack  # noqa: E402
 
 SLOW = 1.0  # seconds: a sample above this is flagged and printed in full
-CALL_TIMEOUT = 20.0
+CALL_TIMEOUT = 10.0
 
 
 def now() -> float:
@@ -134,10 +139,50 @@ class Mode:
     name: str
     relay: bool  # iceTransportPolicy "relay" (else "all")
     servers: str  # "none" | "full" | "turn-udp" | "turn-tcp" | "stun" | ...
+    retrigger: bool = False  # the experimental aioice patch below, for this mode only
 
 
 MAIN_MODES = [Mode("host", False, "none"), Mode("relay", True, "full")]
-EXTRA_MODES = [Mode("relay-udp", True, "turn-udp"), Mode("all-full", False, "full")]
+EXTRA_MODES = [
+    Mode("relay-udp", True, "turn-udp"),
+    Mode("all-full", False, "full"),
+    Mode("relay, aioice retrigger patch", True, "full", retrigger=True),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Experiment: RFC 8445 section 7.3.1.4 triggered checks for In-Progress pairs in aioice
+# ---------------------------------------------------------------------------------------------
+
+_original_check_incoming = aioice.ice.Connection.check_incoming
+RETRIGGER = {"on": False}
+
+
+def _check_incoming_retrigger(
+    self: aioice.ice.Connection, message: Any, addr: tuple[str, int], protocol: Any
+) -> None:
+    """aioice 0.13 ignores an incoming check on a pair whose own check is In-Progress and waits
+    for that check's next retransmission (RTO 500 ms). RFC 8445 section 7.3.1.4 sends a
+    triggered check at once instead. With relay candidates on both sides the first check of
+    whichever side sends first is always lost (the other side's TURN allocation has no
+    permission for it yet), so in relay mode every call waits those 500 ms.
+
+    This experiment re-sends the pending check request (same transaction, so its response still
+    completes it) when the peer's check arrives. Bench only; never the product."""
+    if RETRIGGER["on"]:
+        for pair in self._check_list:
+            if (
+                pair.protocol is protocol
+                and pair.remote_addr == addr
+                and pair.state == aioice.ice.CandidatePair.State.IN_PROGRESS
+            ):
+                for transaction in list(protocol.transactions.values()):
+                    if transaction._Transaction__addr == addr:
+                        protocol.send_stun(transaction._Transaction__request, addr)
+    _original_check_incoming(self, message, addr, protocol)
+
+
+aioice.ice.Connection.check_incoming = _check_incoming_retrigger  # type: ignore[method-assign]
 
 
 def ice_variant(body: dict[str, Any] | None, servers: str, silent_port: int = 0) -> dict[str, Any]:
@@ -195,6 +240,20 @@ def ice_transports(pc: RTCPeerConnection) -> int:
     return len({id(t.receiver.transport) for t in pc.getTransceivers()})
 
 
+def describe(pcs: list[RTCPeerConnection], marks: list[dict[str, float]], t0: float) -> str:
+    """Where a call that did not connect got stuck."""
+    parts = []
+    for pc, mark in zip(pcs, marks, strict=True):
+        local = pc.localDescription
+        lines = sdp_candidates(local.sdp) if local else []
+        stamps = {k: round((v - t0) * 1000) for k, v in mark.items()}
+        parts.append(
+            f"[ice {pc.iceConnectionState} conn {pc.connectionState} gathering "
+            f"{pc.iceGatheringState} local candidates {len(lines)} marks ms {stamps}]"
+        )
+    return " ".join(parts)
+
+
 def watch_states(pc: RTCPeerConnection, marks: dict[str, float]) -> None:
     """Record the first time each ICE / connection state is reached (synchronous handlers, so
     the stamp is taken when aiortc emits the change)."""
@@ -220,6 +279,7 @@ class TimedPeer(Peer):
         start = now()
         super().__init__(client, ice, relay=relay)
         self.marks: dict[str, float] = {"pc_start": start, "pc_created": now()}
+        self.trickled = asyncio.Event()
         watch_states(self.pc, self.marks)
 
     async def _describe(self, make: Callable[[], Any], kind: str) -> None:
@@ -230,6 +290,7 @@ class TimedPeer(Peer):
         self.marks["sld_end"] = now()
         await self._send_description(kind)
         self.marks["sent_all"] = now()
+        self.trickled.set()
 
     async def offer(self) -> None:
         await self._describe(self.pc.createOffer, "offer")
@@ -281,19 +342,19 @@ class Appliance:
         self.turn_get_ms: list[float] = []
 
     async def fetch_turn(self) -> None:
-        for who in (self.alice, self.bob):
+        for role, who in (("caller", self.alice), ("callee", self.bob)):
             start = now()
             response = await who.get("/api/turn")
             self.turn_get_ms.append((now() - start) * 1000)
             response.raise_for_status()
-            self.turn_body[who.name] = response.json()
+            self.turn_body[role] = response.json()
 
     async def call(self, mode: Mode) -> Sample:
         alice, bob = self.alice, self.bob
         # Credentials are fetched before the call (a client caches them for `ttl`), so GET
         # /api/turn is not in the timed window; its latency is reported on its own.
-        ice_a = ice_variant(self.turn_body["alice"], mode.servers)
-        ice_b = ice_variant(self.turn_body["bob"], mode.servers)
+        ice_a = ice_variant(self.turn_body["caller"], mode.servers)
+        ice_b = ice_variant(self.turn_body["callee"], mode.servers)
         alice.sock.drain()
         bob.sock.drain()
         call_id = await start_call(alice, bob)
@@ -302,8 +363,8 @@ class Appliance:
         alice_peer: TimedPeer | None = None
         stop = asyncio.Event()
         pumps: list[asyncio.Task[None]] = []
+        t0 = now()
         try:
-            t0 = now()
             ack = await bob.sock.call("call:accepted", {"call_id": call_id})
             assert ack["ok"], ack
             await alice.sock.next("call:accepted")
@@ -331,12 +392,17 @@ class Appliance:
             for name, stamp in zip(APPLIANCE_PHASES, stamps, strict=True):
                 phases[name] = stamp - previous
                 previous = stamp
+            # Bob's pump sends ack by ack and may still be trickling (after t1); let him finish
+            # before checking the candidates and hanging up (one sent after call:end is refused).
+            async with asyncio.timeout(10):
+                await bob_peer.trickled.wait()
             types = check_loopback([c["candidate"] for c in alice_peer.sent_candidates], "alice")
             types += check_loopback([c["candidate"] for c in bob_peer.sent_candidates], "bob")
             extra = {
                 "caller sLD": a["sld_end"] - a["sld_start"],
                 "callee sLD": b["sld_end"] - b["sld_start"],
                 "caller trickle": a["sent_all"] - a["sld_end"],
+                "caller answer->1st cand": a.get("got_first_candidate", t1) - a["got_answer"],
                 "candidates": len(types),
                 "types": sorted(set(types)),
                 "ice transports": [ice_transports(alice_peer.pc), ice_transports(bob_peer.pc)],
@@ -350,7 +416,9 @@ class Appliance:
         except (TimeoutError, AssertionError, RuntimeError) as exc:
             with contextlib.suppress(Exception):
                 await alice.sock.call("call:end", {"call_id": call_id})
-            return Sample("appliance", mode.name, None, error=repr(exc))
+            peers = [p for p in (alice_peer, bob_peer) if p is not None]
+            state = describe([p.pc for p in peers], [p.marks for p in peers], t0)
+            return Sample("appliance", mode.name, None, error=f"{exc!r} {state}")
         finally:
             stop.set()
             await asyncio.gather(*pumps, return_exceptions=True)
@@ -387,8 +455,8 @@ async def reference_call(mode: Mode, ice_a: dict[str, Any], ice_b: dict[str, Any
 
         pc.on("connectionstatechange", on_conn)
     caller, callee = pcs
+    t0 = now()
     try:
-        t0 = now()
         await caller.setLocalDescription(await caller.createOffer())
         offered = now()
         await callee.setRemoteDescription(caller.localDescription)
@@ -415,7 +483,7 @@ async def reference_call(mode: Mode, ice_a: dict[str, Any], ice_b: dict[str, Any
         }
         return Sample("reference", mode.name, t1 - t0, phases, extra)
     except (TimeoutError, RuntimeError) as exc:
-        return Sample("reference", mode.name, None, error=repr(exc))
+        return Sample("reference", mode.name, None, error=f"{exc!r} {describe(pcs, marks, t0)}")
     finally:
         for pc in pcs:
             await pc.close()
@@ -444,9 +512,9 @@ PROBES: list[tuple[str, bool, str, int]] = [
 ]
 
 
-async def probe_gathering(body: dict[str, Any], silent_port: int) -> list[dict[str, Any]]:
+async def probe_gathering(bodies: list[dict[str, Any]], silent_port: int) -> list[dict[str, Any]]:
     results = []
-    for label, relay, servers, count in PROBES:
+    for body, (label, relay, servers, count) in zip(bodies, PROBES, strict=True):
         ice = ice_variant(body, servers, silent_port)
         times, kinds = [], set()
         for _ in range(count):
@@ -546,8 +614,11 @@ def summarize(samples: list[Sample]) -> list[dict[str, Any]]:
                 k: statistics.median(s.extra[k] for s in ok) * 1000 for k in sorted(extras)
             }
             row["extra_max_ms"] = {k: max(s.extra[k] for s in ok) * 1000 for k in sorted(extras)}
-            row["candidates"] = ok[0].extra["candidates"]
-            row["types"] = ok[0].extra["types"]
+            counts = sorted({s.extra["candidates"] for s in ok})
+            row["candidates"] = "-".join(str(c) for c in (counts[0], counts[-1]) if c is not None)
+            if counts[0] == counts[-1]:
+                row["candidates"] = str(counts[0])
+            row["types"] = sorted({t for s in ok for t in s.extra["types"]})
             row["ice_transports"] = ok[0].extra["ice transports"]
         rows.append(row)
     return rows
@@ -597,20 +668,36 @@ async def main_phase(args: argparse.Namespace, tmp: Path, info: dict[str, Any]) 
         running_server(tmp / "main", overrides) as server,
         running_turn(server.settings),
     ):
-        alice = await person(server, "alice")
-        bob = await person(server, "bob")
+        # Each (side, mode) has its own two users: coturn counts `user_quota` (12) per TURN
+        # username, a caller's RTCPeerConnection takes two allocations (one per media kind
+        # until BUNDLE is agreed) and coturn frees a deleted allocation's quota only about 1 s
+        # later, so one pair of users doing every relay mode back to back runs out.
+        pairs: dict[tuple[str, str], Appliance] = {}
+        for n, (kind, mode) in enumerate(
+            (k, m) for m in MAIN_MODES + EXTRA_MODES for k in ("appliance", "reference")
+        ):
+            connect = kind == "appliance"
+            alice = await person(server, f"alice{n}", connect=connect)
+            bob = await person(server, f"bob{n}", connect=connect)
+            pairs[kind, mode.name] = Appliance(server, alice, bob)
+            await pairs[kind, mode.name].fetch_turn()
         info["server TCP_NODELAY"] = server_nodelay(server)
-        appliance = Appliance(server, alice, bob)
-        await appliance.fetch_turn()
-        ice_a, ice_b = appliance.turn_body["alice"], appliance.turn_body["bob"]
+        ice_a = pairs["reference", "relay"].turn_body["caller"]
         info["turn_answer_urls"] = [e["urls"] for e in ice_a["iceServers"]]
 
         async def one(kind: str, mode: Mode) -> Sample:
-            if kind == "appliance":
-                return await appliance.call(mode)
-            return await reference_call(
-                mode, ice_variant(ice_a, mode.servers), ice_variant(ice_b, mode.servers)
-            )
+            pair = pairs[kind, mode.name]
+            RETRIGGER["on"] = mode.retrigger
+            try:
+                if kind == "appliance":
+                    return await pair.call(mode)
+                return await reference_call(
+                    mode,
+                    ice_variant(pair.turn_body["caller"], mode.servers),
+                    ice_variant(pair.turn_body["callee"], mode.servers),
+                )
+            finally:
+                RETRIGGER["on"] = False
 
         plan = [(k, m) for m in MAIN_MODES for k in ("appliance", "reference")]
         extra = [(k, m) for m in EXTRA_MODES for k in ("appliance", "reference")]
@@ -637,8 +724,14 @@ async def main_phase(args: argparse.Namespace, tmp: Path, info: dict[str, Any]) 
             print("gathering probe (setLocalDescription alone):", flush=True)
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
                 silent.bind(("127.0.0.1", 0))  # never read: a server that does not answer
-                info["gathering"] = await probe_gathering(ice_a, silent.getsockname()[1])
-        info["turn_get_p50_ms"] = statistics.median(appliance.turn_get_ms)
+                bodies = []  # one user per probe line, for coturn's per-user quota
+                for n in range(len(PROBES)):
+                    who = await person(server, f"probe{n}", connect=False)
+                    bodies.append((await who.get("/api/turn")).json())
+                info["gathering"] = await probe_gathering(bodies, silent.getsockname()[1])
+        info["turn_get_p50_ms"] = statistics.median(
+            t for pair in pairs.values() for t in pair.turn_get_ms
+        )
     return samples
 
 
@@ -652,7 +745,7 @@ async def harness_phase(args: argparse.Namespace, tmp: Path, info: dict[str, Any
         bob = await person(server, "bob")
         info["harness server TCP_NODELAY"] = server_nodelay(server)
         appliance = Appliance(server, alice, bob)
-        appliance.turn_body = {"alice": {}, "bob": {}}
+        appliance.turn_body = {"caller": {}, "callee": {}}
         for i in range(args.warmup + args.harness_calls):
             sample = await appliance.call(mode)
             if i >= args.warmup:
