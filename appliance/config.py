@@ -103,6 +103,7 @@ class RateLimitsConfig(Section):
 class CallsConfig(Section):
     ring_timeout: float = Field(default=30.0, gt=0, le=600)
     reconnect_grace: float = Field(default=10.0, ge=0, le=300)
+    force_relay: bool = False
 
 
 class TurnConfig(Section):

@@ -65,7 +65,9 @@ class Container:
             notifier,
             clock,
         )
-        self.turn = TurnCredentialService(config.turn, clock)
+        self.turn = TurnCredentialService(
+            config.turn, clock, force_relay=config.calls.force_relay
+        )
         self.store = MinioObjectStore(config.storage)
         self.media = MediaService(
             config.storage, self.store, MediaRepository(self.db), self.chat, clock

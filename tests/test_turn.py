@@ -124,6 +124,9 @@ def test_credentials_recomputed_independently() -> None:
         "turn:chat.local:3478?transport=tcp",
     ]
     assert answer["ttl"] == 600
+    assert answer["iceTransportPolicy"] == "all"
+    forced = TurnCredentialService(config, time.time, force_relay=True).ice_servers(1, "h")
+    assert forced["iceTransportPolicy"] == "relay"
     tls = TurnCredentialService(
         TurnConfig(secret=SecretStr("x"), cert_file="c", key_file="k"), time.time
     ).ice_servers(1, "::1")

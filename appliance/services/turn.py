@@ -25,9 +25,10 @@ def _host_for_url(host: str) -> str:
 
 
 class TurnCredentialService:
-    def __init__(self, config: TurnConfig, clock: Clock) -> None:
+    def __init__(self, config: TurnConfig, clock: Clock, *, force_relay: bool = False) -> None:
         self._config = config
         self._clock = clock
+        self._policy = "relay" if force_relay else "all"
 
     @property
     def ttl(self) -> int:
@@ -55,6 +56,7 @@ class TurnCredentialService:
                     "credential": turn_credential(config.secret.get_secret_value(), username),
                 },
             ],
+            "iceTransportPolicy": self._policy,
             "ttl": config.credential_ttl,
             "expires_at": expiry,
         }
