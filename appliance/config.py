@@ -90,8 +90,10 @@ class RateLimitsConfig(Section):
 
     chat_rate: float = Field(default=10.0, gt=0)
     chat_burst: int = Field(default=30, ge=1)
+    read_rate: float = Field(default=20.0, gt=0)
+    read_burst: int = Field(default=60, ge=1)
     typing_rate: float = Field(default=2.0, gt=0)
-    typing_burst: int = Field(default=5, ge=1)
+    typing_burst: int = Field(default=10, ge=1)
     signaling_rate: float = Field(default=50.0, gt=0)
     signaling_burst: int = Field(default=200, ge=1)
     media_rate: float = Field(default=1.0, gt=0)

@@ -65,9 +65,7 @@ class Container:
             notifier,
             clock,
         )
-        self.turn = TurnCredentialService(
-            config.turn, clock, force_relay=config.calls.force_relay
-        )
+        self.turn = TurnCredentialService(config.turn, clock, force_relay=config.calls.force_relay)
         self.store = MinioObjectStore(config.storage)
         self.media = MediaService(
             config.storage, self.store, MediaRepository(self.db), self.chat, clock

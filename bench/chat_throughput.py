@@ -50,6 +50,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -487,6 +488,7 @@ class PhaseResult:
 @dataclass
 class ServerRun:
     synchronous: str
+    round: int
     phases: list[PhaseResult] = field(default_factory=list)
     rss_connected_mb: float = 0.0
     rss_peak_mb: float = 0.0
@@ -788,14 +790,16 @@ def run_server(
     work: Path,
     specs: list[dict[str, Any]],
     args: argparse.Namespace,
+    round_no: int,
 ) -> tuple[ServerRun, str]:
-    run = ServerRun(sync)
-    data_dir = work / f"data-{sync}"
+    run = ServerRun(sync, round_no)
+    data_dir = work / f"data-{sync}-{round_no}"
     shutil.copytree(template, data_dir)
-    server = Server(data_dir, sync, work / f"server-{sync}.log", args.plain, args.what_if)
+    log_path = work / f"server-{sync}-{round_no}.log"
+    server = Server(data_dir, sync, log_path, args.plain, args.what_if)
     clients: list[Client] = []
     profile = ""
-    client_log = (work / f"clients-{sync}.log").open("w")
+    client_log = (work / f"clients-{sync}-{round_no}.log").open("w")
     try:
         clients = [Client(server.url, specs[k::2], client_log) for k in range(2)]
         for client in clients:
@@ -807,12 +811,14 @@ def run_server(
             phases.append(("group", max(args.senders)))
         rows = args.prefill
         for rooms, senders in phases:
-            result = run_phase(server, clients, sync, rooms, senders, args, f"{rooms[0]}{senders}")
+            prefix = f"r{round_no}{rooms[0]}{senders}"
+            result = run_phase(server, clients, sync, rooms, senders, args, prefix)
             result.rows_before = rows
             rows += result.acked_total
             run.phases.append(result)
             print(
-                f"  {sync:6} {rooms:6} senders={senders:3}: {result.acked_per_s:7.0f} acked/s"
+                f"  round {round_no} {sync:6} {rooms:6} senders={senders:3}:"
+                f" {result.acked_per_s:7.0f} acked/s"
                 f"  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms"
                 f"  server {result.server_cores:.2f} cores (loop {result.loop_cores:.2f})"
                 f"  batch {result.avg_batch or 0:.1f}  other {result.other_cores:.2f} cores"
@@ -821,7 +827,7 @@ def run_server(
             )
         run.server_cpu_s = cpu_seconds(server.proc.pid) - cpu_start
         extra: list[PhaseResult] = []
-        if args.profile is not None and sync == "FULL":
+        if args.profile is not None and sync == "FULL" and round_no == 0:
             profile = profile_phase(server, clients, args, args.profile, extra)
         run.acked_total = sum(p.acked_total for p in run.phases + extra)
         run.rss_peak_mb = proc_status_mb(server.proc.pid, "VmHWM")
@@ -902,28 +908,43 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
 def report(runs: list[ServerRun], refs: list[RefResult]) -> str:
-    rows = []
+    """One row per configuration: medians over the rounds (min-max of the throughput)."""
+    groups: dict[tuple[str, str, int], list[PhaseResult]] = {}
     for run in runs:
         for p in run.phases:
-            rows.append(
-                [
-                    p.synchronous,
-                    f"{p.rooms} ({p.fanout})",
-                    str(p.senders),
-                    f"{p.rows_before:,}",
-                    f"{p.acked_per_s:,.0f}",
-                    f"{p.p50_ms:.2f}",
-                    f"{p.p99_ms:.2f}",
-                    f"{p.server_cores:.2f} ({p.loop_cores:.2f})",
-                    f"{p.server_us_per_msg:.0f}",
-                    f"{p.avg_batch:.1f}" if p.avg_batch is not None else "n/a",
-                    f"{p.client_cores:.2f}",
-                    f"{p.other_cores:.2f}",
-                    str(p.errors),
-                ]
-            )
+            groups.setdefault((p.synchronous, p.rooms, p.senders), []).append(p)
+    rows = []
+    for (sync, rooms, senders), ps in groups.items():
+        rates = [p.acked_per_s for p in ps]
+        spread = f" ({min(rates):,.0f}-{max(rates):,.0f})" if len(ps) > 1 else ""
+        batches = [p.avg_batch for p in ps if p.avg_batch is not None]
+        rows.append(
+            [
+                sync,
+                f"{rooms} ({ps[0].fanout})",
+                str(senders),
+                f"{median([p.rows_before for p in ps]):,.0f}",
+                f"{median(rates):,.0f}{spread}",
+                f"{median([p.p50_ms for p in ps]):.1f}",
+                f"{median([p.p99_ms for p in ps]):.1f}",
+                f"{median([p.server_cores for p in ps]):.2f}"
+                f" ({median([p.loop_cores for p in ps]):.2f})",
+                f"{median([p.server_us_per_msg for p in ps]):.0f}",
+                f"{median(batches):.1f}" if batches else "n/a",
+                f"{median([p.client_cores for p in ps]):.2f}",
+                f"{median([p.other_cores for p in ps]):.2f}",
+                str(sum(p.errors for p in ps)),
+            ]
+        )
+    rounds = max((r.round for r in runs), default=0) + 1
     out = [
+        f"Medians over {rounds} round(s); acked msg/s with (min-max).",
+        "",
         markdown_table(
             [
                 "sync",
@@ -943,41 +964,42 @@ def report(runs: list[ServerRun], refs: list[RefResult]) -> str:
             rows,
         ),
         "",
+    ]
+    by_sync: dict[str, list[ServerRun]] = {}
+    for run in runs:
+        by_sync.setdefault(run.synchronous, []).append(run)
+    out += [
         markdown_table(
-            [
-                "sync",
-                "server RSS connected MiB",
-                "peak RSS MiB",
-                "acked (all phases)",
-                "rows stored",
-            ],
+            ["sync", "server RSS connected MiB", "peak RSS MiB", "acked (all phases)", "stored"],
             [
                 [
-                    r.synchronous,
-                    f"{r.rss_connected_mb:.0f}",
-                    f"{r.rss_peak_mb:.0f}",
-                    str(r.acked_total),
-                    str(r.rows_stored),
+                    sync,
+                    f"{median([r.rss_connected_mb for r in rs]):.0f}",
+                    f"{max(r.rss_peak_mb for r in rs):.0f}",
+                    str(sum(r.acked_total for r in rs)),
+                    str(sum(r.rows_stored for r in rs)),
                 ]
-                for r in runs
+                for sync, rs in by_sync.items()
             ],
         ),
         "",
     ]
     best = {
-        r.synchronous: max((p.acked_per_s for p in r.phases if p.rooms == "direct"), default=0)
-        for r in runs
+        (sync, senders): median([p.acked_per_s for p in ps])
+        for (sync, rooms, senders), ps in groups.items()
+        if rooms == "direct"
     }
+    top = max((n for _, n in best), default=0)
     out.append(
         markdown_table(
-            ["sync", "raw sqlite3", "rows per commit", "rows/s", "server best direct / raw"],
+            ["sync", "raw sqlite3", "rows per commit", "rows/s", f"server ({top} senders) / raw"],
             [
                 [
                     ref.synchronous,
                     ref.method,
                     str(ref.batch) if ref.batch else "all (one transaction)",
                     f"{ref.rows_per_s:,.0f}",
-                    f"{best.get(ref.synchronous, 0) / ref.rows_per_s:.3f}",
+                    f"{best.get((ref.synchronous, top), 0) / ref.rows_per_s:.3f}",
                 ]
                 for ref in refs
             ],
@@ -994,8 +1016,9 @@ def main(argv: list[str] | None = None) -> int:
         return run_client()
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds a phase")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before each window")
+    parser.add_argument("--rounds", type=int, default=3, help="server runs per sync mode")
+    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds a phase")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before each window")
     parser.add_argument("--senders", type=int, nargs="+", default=[1, 10, 100])
     parser.add_argument("--sync", nargs="+", default=["FULL", "NORMAL"], choices=["FULL", "NORMAL"])
     parser.add_argument("--no-group", action="store_true", help="skip the group-room phase")
@@ -1008,7 +1031,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--prefill", type=int, default=0, help="messages stored beforehand")
     parser.add_argument("--ref-rows", type=int, default=100_000)
-    parser.add_argument("--ref-budget", type=float, default=3.0, help="seconds per reference")
+    parser.add_argument("--ref-budget", type=float, default=2.0, help="seconds per reference")
     parser.add_argument("--profile", type=Path, help="py-spy output prefix (PREFIX.txt)")
     parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples/s")
     parser.add_argument(
@@ -1063,11 +1086,14 @@ def main(argv: list[str] | None = None) -> int:
 
         runs = []
         profile = ""
-        for sync in args.sync:
-            print(f"server, synchronous={sync} ...", flush=True)
-            run, summary = run_server(sync, template, work, specs, args)
-            runs.append(run)
-            profile = profile or summary
+        for round_no in range(args.rounds):
+            # Alternate the order, so drift on a shared machine hits both modes alike.
+            order = args.sync if round_no % 2 == 0 else args.sync[::-1]
+            for sync in order:
+                print(f"round {round_no}: server, synchronous={sync} ...", flush=True)
+                run, summary = run_server(sync, template, work, specs, args, round_no)
+                runs.append(run)
+                profile = profile or summary
         elapsed = time.monotonic() - started
 
     print()
@@ -1075,14 +1101,20 @@ def main(argv: list[str] | None = None) -> int:
     for run in runs:
         if run.rows_stored != run.acked_total + args.prefill:
             print(
-                f"NOTE {run.synchronous}: {run.acked_total} acked + {args.prefill} prefilled,"
+                f"NOTE {run.synchronous} round {run.round}: {run.acked_total} acked"
+                f" + {args.prefill} prefilled,"
                 f" {run.rows_stored} stored"
             )
-        for note in run.notes[:10]:
-            print(f"server log ({run.synchronous}): {note}")
+        for note in run.notes[:3]:
+            print(f"server log ({run.synchronous} round {run.round}): {note}")
         for phase in run.phases:
             if phase.first_error:
                 print(f"first error ({phase.synchronous} {phase.senders}): {phase.first_error}")
+    for run in runs:
+        print(
+            f"round {run.round} {run.synchronous}: server CPU {run.server_cpu_s:.1f} s over the"
+            f" phases (warm-ups included), peak RSS {run.rss_peak_mb:.0f} MiB"
+        )
     if profile:
         print()
         print(profile)

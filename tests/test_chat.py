@@ -127,7 +127,7 @@ async def test_non_member_cannot_read_post_or_learn(server: RunningServer) -> No
     ack = await mallory.send(room, "let me in", "m1")
     assert ack == {"ok": False, "error": {"code": "not_found", "message": "no such room"}}
     sync = await mallory.sock.call("chat:sync", {"rooms": [{"room_id": room, "last_id": 0}]})
-    assert sync["error"]["code"] == "not_found"
+    assert sync["rooms"] == [{"room_id": room, "error": {"code": "not_found"}}]
     joined = await mallory.post(f"/api/rooms/{room}/members", {"user_id": mallory.id})
     assert joined.status_code == 404
     assert [n for n, _ in mallory.sock.drain() if n.startswith("chat:")] == []
@@ -319,9 +319,15 @@ async def test_read_receipts_and_unread_counts(server: RunningServer) -> None:
     receipt = {"room_id": room, "user_id": bob.id, "message_id": ids[1]}
     assert await alice.sock.next("chat:read") == receipt
     assert await bob_tab2.next("chat:read") == receipt
-    # Never backwards.
+    # Never backwards, and no news is not broadcast.
     back = await bob.sock.call("chat:read", {"room_id": room, "message_id": ids[0]})
     assert back["message_id"] == ids[1] and back["unread"] == 1
+    same = await bob.sock.call("chat:read", {"room_id": room, "message_id": ids[1]})
+    assert same["message_id"] == ids[1]
+    assert (await alice.sock.call("presence:list"))["ok"]
+    assert [n for n, _ in alice.sock.drain() if n == "chat:read"] == []
+    members = (await alice.get(f"/api/rooms/{room}")).json()["room"]["members"]
+    assert {m["username"]: m["last_read_id"] for m in members} == {"alice": 0, "bob": ids[1]}
     assert (await bob.get("/api/rooms")).json()["rooms"][0]["unread"] == 1
     other_room = await alice.direct(await person(server, "carol", connect=False))
     stray = (await alice.send(other_room, "elsewhere", "x1"))["message"]["id"]
@@ -397,3 +403,16 @@ async def test_text_rules(tmp_path: Path) -> None:
         for cid in ["", "x" * 65, "has space", "slash/id"]:
             assert (await alice.send(room, "t", cid))["ok"] is False, cid
         assert alice.sock.sio.connected
+
+
+async def test_room_list_order_follows_activity(server: RunningServer) -> None:
+    alice = await person(server, "alice")
+    bob = await person(server, "bob", connect=False)
+    direct = await alice.direct(bob)
+    await alice.send(direct, "older activity", "o1")
+    group = (await alice.post("/api/rooms", {"name": "New", "member_ids": [bob.id]})).json()
+    ids = [r["id"] for r in (await alice.get("/api/rooms")).json()["rooms"]]
+    assert ids == [group["room"]["id"], direct]  # a new empty room counts from its creation
+    await alice.send(direct, "newer activity", "o2")
+    ids = [r["id"] for r in (await alice.get("/api/rooms")).json()["rooms"]]
+    assert ids == [direct, group["room"]["id"]]

@@ -139,7 +139,12 @@ class ChatService:
 
     async def _view(self, room: RoomRecord) -> RoomView:
         members = [
-            {"user_id": m.user_id, "username": m.username, "role": m.role}
+            {
+                "user_id": m.user_id,
+                "username": m.username,
+                "role": m.role,
+                "last_read_id": m.last_read_id,
+            }
             for m in await self._rooms.members(room.id)
         ]
         return RoomView(room, members)
@@ -283,7 +288,10 @@ class ChatService:
         result = []
         cap = self._config.sync_max_messages
         for room_id, last_id in cursors.items():
-            await self.require_member(user_id, room_id)
+            if user_id not in await self.members_of(room_id):
+                # Left, removed or never there: said per room, the others still answered.
+                result.append({"room_id": room_id, "error": {"code": "not_found"}})
+                continue
             found = await self._messages.after(room_id, last_id, cap + 1)
             result.append(
                 {
@@ -328,9 +336,9 @@ class ChatService:
         record = await self._messages.get(message_id)
         if record is None or record.room_id != room_id:
             raise AppError(ErrorCode.NOT_FOUND, "no such message in this room")
-        position = await self._rooms.mark_read(room_id, user_id, message_id)
+        position, moved = await self._rooms.mark_read(room_id, user_id, message_id)
         unread = await self._rooms.unread(room_id, user_id)
-        if position == message_id:
+        if moved:
             await self._notifier.to_room(
                 room_id,
                 CHAT_READ,

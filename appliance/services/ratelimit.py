@@ -19,6 +19,7 @@ from appliance.services.clock import Clock
 
 class EventClass(StrEnum):
     CHAT = "chat"
+    READ = "read"
     TYPING = "typing"
     SIGNALING = "signaling"
     MEDIA = "media"

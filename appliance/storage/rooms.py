@@ -144,30 +144,33 @@ class RoomRepository:
                    (SELECT COUNT(*) FROM messages x
                      WHERE x.room_id = r.id AND x.id > m.last_read_id
                        AND x.sender_id != m.user_id AND x.deleted_at IS NULL) AS unread,
-                   (SELECT MAX(id) FROM messages x WHERE x.room_id = r.id) AS last_id
+                   (SELECT MAX(id) FROM messages x WHERE x.room_id = r.id) AS last_id,
+                   (SELECT MAX(created_at) FROM messages x WHERE x.room_id = r.id) AS last_at
               FROM room_members m JOIN rooms r ON r.id = m.room_id
              WHERE m.user_id = ?
-             ORDER BY COALESCE(last_id, 0) DESC, r.id DESC
+             ORDER BY MAX(COALESCE(last_at, 0), r.created_at) DESC, r.id DESC
             """,
             (user_id,),
         ) as cur:
             rows = await cur.fetchall()
         return [RoomSummary(RoomRecord(*r[:5]), int(r[5]), r[6]) for r in rows]
 
-    async def mark_read(self, room_id: int, user_id: int, message_id: int) -> int:
-        """Move the read position forward (never back); return the position now."""
+    async def mark_read(self, room_id: int, user_id: int, message_id: int) -> tuple[int, bool]:
+        """Move the read position forward (never back). Returns the position now and whether
+        this call moved it."""
         async with self._db.transaction() as conn:
-            await conn.execute(
-                "UPDATE room_members SET last_read_id = MAX(last_read_id, ?)"
-                " WHERE room_id = ? AND user_id = ?",
-                (message_id, room_id, user_id),
+            cur = await conn.execute(
+                "UPDATE room_members SET last_read_id = ?"
+                " WHERE room_id = ? AND user_id = ? AND last_read_id < ?",
+                (message_id, room_id, user_id, message_id),
             )
+            moved = cur.rowcount == 1
             async with conn.execute(
                 "SELECT last_read_id FROM room_members WHERE room_id = ? AND user_id = ?",
                 (room_id, user_id),
-            ) as cur:
-                row = await cur.fetchone()
-        return int(row[0]) if row else 0
+            ) as cur2:
+                row = await cur2.fetchone()
+        return (int(row[0]) if row else 0), moved
 
     async def unread(self, room_id: int, user_id: int) -> int:
         async with self._db.conn.execute(

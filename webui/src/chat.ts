@@ -80,7 +80,10 @@ export interface RoomEntry {
   born: number;
 }
 
-export type ListStatus = { kind: "loading" } | { kind: "ready" } | { kind: "error"; message: string };
+export type ListStatus =
+  | { kind: "loading" }
+  | { kind: "ready" }
+  | { kind: "error"; message: string };
 
 export interface ChatEvents extends Record<string, unknown> {
   /** Something changed: in that room, or (null) the list as a whole. */
@@ -110,7 +113,8 @@ function randomId(): string {
   bytes[6] = (bytes[6] & 0x0f) | 0x40;
   bytes[8] = (bytes[8] & 0x3f) | 0x80;
   const hex = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  const parts = [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20)];
+  return `${parts.join("-")}-${hex.slice(20)}`;
 }
 
 /** A client_msg_id: 1-64 of [A-Za-z0-9_.:-]. */
@@ -207,6 +211,10 @@ export class Chat extends Emitter<ChatEvents> {
   }
 
   // -- reading the state ------------------------------------------------------------------
+
+  get connected(): boolean {
+    return this.session.socket.connected;
+  }
 
   /** My rooms, most recently active first. */
   list(): RoomEntry[] {
@@ -352,7 +360,9 @@ export class Chat extends Emitter<ChatEvents> {
     if (!entry) return this.createEntry(clean);
     entry.room = clean;
     const members = new Set(clean.members.map((m) => m.user_id));
-    for (const userId of [...entry.typing.keys()]) if (!members.has(userId)) this.forgetTyping(entry, userId);
+    for (const userId of [...entry.typing.keys()]) {
+      if (!members.has(userId)) this.forgetTyping(entry, userId);
+    }
     return entry;
   }
 
@@ -434,7 +444,9 @@ export class Chat extends Emitter<ChatEvents> {
     this.emit("changed", { roomId });
     let page: MessagePage;
     try {
-      page = await this.session.authed((token) => api.messages(token, roomId, { limit: PAGE_SIZE }));
+      page = await this.session.authed((token) =>
+        api.messages(token, roomId, { limit: PAGE_SIZE }),
+      );
     } catch (error) {
       this.historyFailed(roomId, window, error);
       return;
@@ -456,6 +468,19 @@ export class Chat extends Emitter<ChatEvents> {
       entry.myRead = Math.max(entry.myRead, page.messages[0].id);
     }
     this.emit("changed", { roomId });
+  }
+
+  /** After a failed load: the newest page again, or the older page that failed. */
+  retryHistory(roomId: number): void {
+    const entry = this.entries.get(roomId);
+    if (!entry?.window || entry.window.loading) return;
+    if (entry.window.loaded) {
+      entry.window.error = null;
+      void this.loadOlder(roomId);
+    } else {
+      entry.window = null;
+      void this.loadLatest(roomId);
+    }
   }
 
   /** The next older page. */
@@ -558,7 +583,8 @@ export class Chat extends Emitter<ChatEvents> {
     const entry = this.entries.get(roomId);
     if (!entry) return;
     const now = serverNow() / 1000;
-    const had = entry.window?.byId.get(messageId) ?? (entry.last?.id === messageId ? entry.last : null);
+    const had =
+      entry.window?.byId.get(messageId) ?? (entry.last?.id === messageId ? entry.last : null);
     if (had && !had.deleted) {
       const gone = deletedCopy(had, now);
       if (entry.window?.byId.has(messageId)) entry.window.byId.set(messageId, gone);
@@ -741,7 +767,9 @@ export class Chat extends Emitter<ChatEvents> {
     };
     this.outbox.push(pending);
     this.saveOutbox();
-    this.stopTyping(roomId);
+    // The server ends my typing indicator when the message arrives (and tells the others), so
+    // no typing:false here: it would only spend the small typing budget (5, then 2 a second).
+    this.typingSent.delete(roomId);
     this.emit("changed", { roomId });
     this.emit("changed", { roomId: null });
     void this.transmit(pending);
@@ -773,7 +801,9 @@ export class Chat extends Emitter<ChatEvents> {
 
   private resolvePending(roomId: number, clientMsgId: string): void {
     const before = this.outbox.length;
-    this.outbox = this.outbox.filter((p) => !(p.roomId === roomId && p.clientMsgId === clientMsgId));
+    this.outbox = this.outbox.filter(
+      (p) => !(p.roomId === roomId && p.clientMsgId === clientMsgId),
+    );
     if (this.outbox.length !== before) this.saveOutbox();
   }
 
@@ -826,7 +856,10 @@ export class Chat extends Emitter<ChatEvents> {
       return;
     }
     pending.state = "failed";
-    pending.error = this.failure(error).text;
+    const failure = this.failure(error);
+    // The toast says how long to wait; the message keeps a reason that does not go stale.
+    pending.error =
+      failure.code === "rate_limited" ? "Not sent: too many messages at once." : failure.text;
     this.saveOutbox();
     this.emit("changed", { roomId: pending.roomId });
   }
@@ -868,7 +901,9 @@ export class Chat extends Emitter<ChatEvents> {
     if (!socket.connected) return OFFLINE;
     let ack;
     try {
-      ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck("chat:edit", { message_id: messageId, text });
+      ack = await socket
+        .timeout(ACK_TIMEOUT_MS)
+        .emitWithAck("chat:edit", { message_id: messageId, text });
     } catch {
       return NO_ANSWER;
     }
@@ -885,7 +920,9 @@ export class Chat extends Emitter<ChatEvents> {
     if (!socket.connected) return OFFLINE;
     let ack;
     try {
-      ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck("chat:delete", { message_id: messageId });
+      ack = await socket
+        .timeout(ACK_TIMEOUT_MS)
+        .emitWithAck("chat:delete", { message_id: messageId });
     } catch {
       return NO_ANSWER;
     }
@@ -902,7 +939,9 @@ export class Chat extends Emitter<ChatEvents> {
     const first = !this.connectedOnce;
     this.connectedOnce = true;
     if (!first) {
-      for (const entry of this.entries.values()) if (entry.window?.loaded) entry.window.stale = true;
+      for (const entry of this.entries.values()) {
+        if (entry.window?.loaded) entry.window.stale = true;
+      }
     }
     // The first connect follows the list load started with the page; later ones reload it
     // (unread counts, rooms joined while away).
@@ -958,7 +997,9 @@ export class Chat extends Emitter<ChatEvents> {
         if (!entry?.window) continue;
         for (const m of result.messages) this.addMessage(entry, m, false);
         const lastId = result.messages.at(-1)?.id;
-        if (result.has_more && lastId !== undefined) next.push({ room_id: result.room_id, last_id: lastId });
+        if (result.has_more && lastId !== undefined) {
+          next.push({ room_id: result.room_id, last_id: lastId });
+        }
         this.emit("changed", { roomId: result.room_id });
       }
       this.emit("changed", { roomId: null });
@@ -1038,7 +1079,12 @@ export class Chat extends Emitter<ChatEvents> {
   }
 }
 
-const SOCKET_UNAUTHENTICATED = new Set(["token_invalid", "token_expired", "token_revoked", "token_missing"]);
+const SOCKET_UNAUTHENTICATED = new Set([
+  "token_invalid",
+  "token_expired",
+  "token_revoked",
+  "token_missing",
+]);
 const OFFLINE: ChatFailure = {
   code: "offline",
   text: "You're offline. Try again when the connection is back.",

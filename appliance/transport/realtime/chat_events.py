@@ -67,7 +67,7 @@ def register_chat_events(gateway: RealtimeGateway, chat: ChatService) -> None:
     async def delete(sid: str, who: Principal, data: DeleteIn) -> dict[str, Any]:
         return await chat.delete(who.user_id, data.message_id)
 
-    @gateway.on("chat:read", ReadIn, EventClass.CHAT)
+    @gateway.on("chat:read", ReadIn, EventClass.READ)
     async def read(sid: str, who: Principal, data: ReadIn) -> dict[str, Any]:
         return await chat.mark_read(who.user_id, data.room_id, data.message_id)
 
@@ -76,7 +76,7 @@ def register_chat_events(gateway: RealtimeGateway, chat: ChatService) -> None:
         await chat.typing(who.user_id, data.room_id, data.typing)
         return {}
 
-    @gateway.on("chat:sync", SyncIn, EventClass.CHAT)
+    @gateway.on("chat:sync", SyncIn, EventClass.READ)
     async def sync(sid: str, who: Principal, data: SyncIn) -> dict[str, Any]:
         cursors = {c.room_id: c.last_id for c in data.rooms}
         return {"rooms": await chat.catch_up(who.user_id, cursors)}

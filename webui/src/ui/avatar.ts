@@ -4,7 +4,7 @@ import { h } from "./dom.ts";
 
 const HUES = [212, 262, 330, 12, 35, 152, 180, 196];
 
-function hueOf(name: string): number {
+export function hueOf(name: string): number {
   let hash = 0;
   for (const ch of name) hash = (hash * 31 + (ch.codePointAt(0) ?? 0)) >>> 0;
   return HUES[hash % HUES.length];

@@ -11,7 +11,10 @@ export function uid(prefix: string): string {
 }
 
 /** Open a modal; resolves when it closes (however it closes) and removes it from the page. */
-export function openModal(dialog: HTMLDialogElement, host: HTMLElement = document.body): Promise<void> {
+export function openModal(
+  dialog: HTMLDialogElement,
+  host: HTMLElement = document.body,
+): Promise<void> {
   host.append(dialog);
   return new Promise((resolve) => {
     dialog.addEventListener(

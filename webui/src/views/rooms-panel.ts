@@ -125,9 +125,13 @@ export function roomsPanel(
     const typing = typingText(chat.typingNames(entry.room.id), group);
     if (typing) return { text: typing, kind: "typing" };
     const pending = chat.pending(entry.room.id).at(-1);
-    if (pending && (!entry.last || pending.createdAt >= entry.last.created_at)) {
+    if (pending) {
+      // Not sent yet, so newer than anything the server has.
       const failed = pending.state === "failed";
-      return { text: `${failed ? "Not sent" : "You"}: ${oneLine(pending.text)}`, kind: failed ? "failed" : "" };
+      return {
+        text: `${failed ? "Not sent" : "You"}: ${oneLine(pending.text)}`,
+        kind: failed ? "failed" : "",
+      };
     }
     const last = entry.last;
     if (!last) return { text: "No messages yet", kind: "empty" };
@@ -181,7 +185,9 @@ export function roomsPanel(
         rows.set(entry.room.id, row);
       }
       updateRow(row, entry);
-      if (list.children[index] !== row.item) list.insertBefore(row.item, list.children[index] ?? null);
+      if (list.children[index] !== row.item) {
+        list.insertBefore(row.item, list.children[index] ?? null);
+      }
     });
 
     const status = chat.status;

@@ -1,11 +1,18 @@
-// The main screen after sign-in: top bar, the People sidebar and the main area.
+// The main screen after sign-in: top bar, the sidebar (Conversations, People) and the main area
+// (a conversation, or a placeholder).
 
+import { ApiError, NetworkError } from "../api.ts";
+import { Chat } from "../chat.ts";
 import { People } from "../people.ts";
 import type { ConnectionState, Session } from "../session.ts";
 import { avatar } from "../ui/avatar.ts";
 import { h, setAttr, setText } from "../ui/dom.ts";
 import { icon } from "../ui/icons.ts";
+import { toaster } from "../ui/toast.ts";
+import { conversationView, openingConversation, type ConversationView } from "./conversation.ts";
+import { newGroupDialog } from "./new-group.ts";
 import { peoplePanel, statusText } from "./people-panel.ts";
+import { roomsPanel } from "./rooms-panel.ts";
 
 export interface ShellOptions {
   onSignedOut: () => void;
@@ -21,7 +28,7 @@ const STATE_LABEL: Record<ConnectionState, string> = {
 
 export function renderShell(root: HTMLElement, session: Session, options: ShellOptions): () => void {
   const people = new People(session);
-  let selected: number | null = null;
+  const chat = new Chat(session);
 
   // -- top bar ------------------------------------------------------------------------------
   const statusLabel = h("span", { class: "status-label" });
@@ -70,6 +77,7 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
 
   // -- main area ----------------------------------------------------------------------------
   const main = h("main", { class: "main", "data-testid": "main", "aria-label": "Conversation" });
+  const toasts = toaster();
 
   function emptyState(): HTMLElement {
     return h(
@@ -77,103 +85,155 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
       { class: "empty-state", "data-testid": "empty-state" },
       icon("chat", "illustration"),
       h("h2", { class: "empty-title" }, "Select a person to start a conversation"),
-      h("p", { class: "empty-text" }, "Pick someone from People to see if they're around."),
+      h(
+        "p",
+        { class: "empty-text" },
+        "Pick someone from People, open one of your conversations, or start a group.",
+      ),
     );
   }
 
-  interface ConversationView {
-    userId: number;
-    element: HTMLElement;
-    update(): boolean;
-  }
+  // What the main area shows: a room, a direct room being opened, or nothing.
+  let selectedRoom: number | null = null;
+  let opening: { userId: number; error: string | null } | null = null;
+  // Where the conversation was opened from, for focus when going back on narrow screens.
+  let origin: { kind: "person"; userId: number } | { kind: "room"; roomId: number } | null = null;
   let current: ConversationView | null = null;
 
-  function conversationView(userId: number): ConversationView | null {
-    const person = people.get(userId);
-    if (!person) return null;
-    const back = h(
-      "button",
-      {
-        type: "button",
-        class: "btn btn-ghost btn-icon back",
-        "aria-label": "Back to people",
-        "data-testid": "back-to-people",
-        onclick: () => select(null),
-      },
-      icon("back"),
-    );
-    const dot = h("span", { class: "presence-dot" });
-    const status = h("span", { class: "person-status", "data-testid": "conversation-status" });
-    const element = h(
-      "section",
-      {
-        class: "conversation",
-        "data-testid": "conversation",
-        "data-username": person.username,
-        "aria-label": `Conversation with ${person.username}`,
-      },
-      h(
-        "header",
-        { class: "conversation-head" },
-        back,
-        h("span", { class: "avatar-wrap" }, avatar(person.username), dot),
-        h(
-          "div",
-          { class: "person-text" },
-          h("h2", { class: "conversation-name", tabindex: -1 }, person.username),
-          status,
-        ),
-      ),
-      h(
-        "div",
-        { class: "conversation-body" },
-        h(
-          "div",
-          { class: "empty-state" },
-          avatar(person.username, "lg"),
-          h(
-            "h3",
-            { class: "empty-title" },
-            `This is the start of your conversation with ${person.username}`,
-          ),
-          h("p", { class: "empty-text" }, "Messages will appear here."),
-        ),
-      ),
-    );
-    const update = (): boolean => {
-      const now = people.get(userId);
-      if (!now) return false;
-      setAttr(dot, "data-presence", now.online ? "online" : "offline");
-      setAttr(element, "data-presence", now.online ? "online" : "offline");
-      setText(status, statusText(now));
-      return true;
-    };
-    update();
-    return { userId, element, update };
+  function disposeCurrent(): void {
+    current?.dispose();
+    current = null;
   }
 
   function renderMain(): void {
-    if (selected !== null && current?.userId === selected && current.update()) return;
-    current = selected === null ? null : conversationView(selected);
-    if (current === null) selected = null;
-    main.replaceChildren(current?.element ?? emptyState());
-    layout.dataset.view = current ? "conversation" : "list";
+    if (selectedRoom !== null) {
+      if (current?.roomId !== selectedRoom) {
+        disposeCurrent();
+        current = conversationView({
+          chat,
+          people,
+          roomId: selectedRoom,
+          onBack: () => back(),
+          toast: (text) => toasts.show(text),
+          dialogHost: app,
+        });
+        if (current) main.replaceChildren(current.element);
+        else selectedRoom = null;
+      } else {
+        current.refresh();
+      }
+    } else {
+      disposeCurrent();
+    }
+    if (selectedRoom === null) {
+      if (opening) {
+        const person = people.get(opening.userId);
+        const userId = opening.userId;
+        main.replaceChildren(
+          openingConversation({
+            username: person?.username ?? "…",
+            online: person?.online ?? false,
+            status: person ? statusText(person) : "",
+            error: opening.error,
+            onBack: () => back(),
+            onRetry: () => void openPerson(userId),
+          }),
+        );
+      } else {
+        main.replaceChildren(emptyState());
+      }
+    }
+    const showing = selectedRoom !== null || opening !== null;
+    layout.dataset.view = showing ? "conversation" : "list";
+    roomsList.setSelected(selectedRoom);
+    const entry = selectedRoom !== null ? chat.get(selectedRoom) : undefined;
+    const peer = entry ? chat.peer(entry) : null;
+    panel.setSelected(peer?.user_id ?? opening?.userId ?? null);
   }
 
-  function select(userId: number | null): void {
-    const previous = selected;
-    selected = userId;
-    panel.setSelected(userId);
-    renderMain();
+  function afterOpen(): void {
     // On narrow screens the list and the conversation replace each other: move focus along.
-    if (!NARROW.matches) return;
-    if (current) current.element.querySelector<HTMLElement>(".conversation-name")?.focus();
-    else if (previous !== null) panel.focus(previous);
+    if (NARROW.matches) current?.focusTitle();
+    else current?.focusComposer();
   }
 
-  const panel = peoplePanel(people, (userId) => select(userId));
-  const layout = h("div", { class: "layout", "data-view": "list" }, panel.element, main);
-  const app = h("div", { class: "app", "data-testid": "app-shell" }, topbar, layout);
+  function selectRoom(roomId: number): void {
+    opening = null;
+    selectedRoom = roomId;
+    renderMain();
+    afterOpen();
+  }
+
+  async function openPerson(userId: number): Promise<void> {
+    origin = { kind: "person", userId };
+    const known = chat.directWith(userId);
+    if (known) {
+      selectRoom(known.room.id);
+      return;
+    }
+    selectedRoom = null;
+    opening = { userId, error: null };
+    renderMain();
+    if (NARROW.matches) main.querySelector<HTMLElement>(".conversation-name")?.focus();
+    try {
+      const entry = await chat.openDirect(userId);
+      if (opening?.userId !== userId) return; // went elsewhere meanwhile
+      selectRoom(entry.room.id);
+    } catch (error) {
+      if (opening?.userId !== userId) return;
+      if (!(error instanceof ApiError || error instanceof NetworkError)) console.error(error);
+      opening = {
+        userId,
+        error:
+          error instanceof NetworkError
+            ? "Can't reach the appliance right now."
+            : error instanceof ApiError && error.code === "rate_limited"
+              ? `Slow down — try again in ${Math.max(1, error.retryAfter ?? 1)}s`
+              : "The conversation could not be opened.",
+      };
+      renderMain();
+    }
+  }
+
+  function back(): void {
+    selectedRoom = null;
+    opening = null;
+    renderMain();
+    if (!NARROW.matches || origin === null) return;
+    if (origin.kind === "person") panel.focus(origin.userId);
+    else roomsList.focus(origin.roomId);
+  }
+
+  async function startGroup(): Promise<void> {
+    const entry = await newGroupDialog(chat, people, app);
+    if (entry) {
+      origin = { kind: "room", roomId: entry.room.id };
+      selectRoom(entry.room.id);
+    }
+  }
+
+  const panel = peoplePanel(people, (userId) => void openPerson(userId));
+  const roomsList = roomsPanel(chat, people, {
+    onSelect: (roomId) => {
+      origin = { kind: "room", roomId };
+      selectRoom(roomId);
+    },
+    onNewGroup: () => void startGroup(),
+  });
+  const sidebar = h(
+    "aside",
+    { class: "sidebar", "data-testid": "sidebar", "aria-label": "Conversations and people" },
+    roomsList.element,
+    panel.element,
+  );
+  const layout = h("div", { class: "layout", "data-view": "list" }, sidebar, main);
+  const app = h(
+    "div",
+    { class: "app", "data-testid": "app-shell" },
+    topbar,
+    layout,
+    toasts.element,
+  );
 
   // -- live state ---------------------------------------------------------------------------
   function showState(state: ConnectionState): void {
@@ -183,13 +243,32 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
     setAttr(layout, "data-connection", state);
   }
 
-  const offState = session.on("state", showState);
-  const offPeople = people.on("changed", () => {
-    if (selected !== null) renderMain();
+  function updateTitle(): void {
+    const unread = chat.list().reduce((sum, entry) => sum + entry.unread, 0);
+    const title = unread > 0 ? `(${unread > 99 ? "99+" : unread}) Appliance` : "Appliance";
+    if (document.title !== title) document.title = title;
+  }
+
+  const offState = session.on("state", (state) => {
+    showState(state);
+    current?.refresh(); // pending messages say "waiting for the connection"
   });
+  const offPeople = people.on("changed", () => {
+    if (selectedRoom !== null || opening !== null) renderMain();
+  });
+  const offChat = chat.on("changed", ({ roomId }) => {
+    if (roomId === null) updateTitle();
+  });
+  const offRemoved = chat.on("removed", ({ roomId, title }) => {
+    if (roomId !== selectedRoom) return;
+    toasts.show(`“${title}” is no longer available to you.`);
+    back();
+  });
+  const offNotice = chat.on("notice", ({ text }) => toasts.show(text));
   const ticker = window.setInterval(() => {
     panel.tick();
-    if (selected !== null) renderMain();
+    roomsList.render();
+    if (selectedRoom !== null || opening !== null) renderMain();
   }, 30_000);
 
   signOut.addEventListener("click", async () => {
@@ -203,12 +282,21 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
   renderMain();
   root.replaceChildren(app);
   void people.reload();
+  void chat.reloadRooms();
 
   return () => {
     window.clearInterval(ticker);
     offState();
     offPeople();
+    offChat();
+    offRemoved();
+    offNotice();
+    disposeCurrent();
     panel.dispose();
+    roomsList.dispose();
+    toasts.dispose();
     people.dispose();
+    // The session is over (signed out here, or ended elsewhere): unsent messages go with it.
+    chat.dispose(true);
   };
 }
