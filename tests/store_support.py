@@ -11,6 +11,7 @@ from typing import Any
 from appliance.adapters.object_store import MinioObjectStore
 from appliance.config import Settings
 from appliance.services.store_server import prepare
+from tests.support import stop_process
 from tests.test_cli import free_port
 
 
@@ -34,12 +35,6 @@ async def running_store(settings: Settings) -> AsyncIterator[subprocess.Popen[by
                     await asyncio.sleep(0.05)
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
         if proc.stderr is not None:
             proc.stderr.close()

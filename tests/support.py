@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -35,6 +36,17 @@ def make_settings(data_dir: Path, overrides: dict[str, dict[str, Any]] | None = 
         settings.config_path.write_text(tomlkit.dumps(doc))
         settings = load(data_dir)
     return settings
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """TERM, then KILL if it does not go within 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def bind_loopback() -> socket.socket:

@@ -4,27 +4,14 @@ exchange audio and video, through the managed coturn (relay only) or directly (h
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support import RunningServer, running_server
+from tests.support import RunningServer
 from tests.test_calls import start_call
 from tests.test_chat import Person, person
-from tests.turn_support import running_turn, turn_overrides
 from tests.webrtc_peer import Peer, loopback_only
-
-
-@pytest.fixture
-async def turn_server(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    overrides = {"turn": turn_overrides(allow_loopback_peers=True)}
-    async with (
-        running_server(tmp_path / "d", overrides) as server,
-        running_turn(server.settings),
-    ):
-        yield server
 
 
 async def ice_for(who: Person) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 from appliance.adapters import stun_probe
 from appliance.config import Settings
 from appliance.services.turnserver import prepare
+from tests.support import stop_process
 
 
 def free_udp_tcp_port() -> int:
@@ -55,9 +56,4 @@ async def running_turn(settings: Settings) -> AsyncIterator[subprocess.Popen[byt
                 assert proc.poll() is None, "turnserver exited during start-up"
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
