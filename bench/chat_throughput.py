@@ -8,9 +8,9 @@ and only wraps `MessageWriter._commit` with a counter, so the group-commit batch
 read; `--plain` starts `python -m appliance` itself and reports no batch sizes.
 
 Load: 100 users, one socket each, in two client processes (`_client` mode) that speak the
-engine.io v4 / socket.io v5 wire protocol by hand over aiohttp websockets (python-socketio's
-client costs several times more CPU per message than the server would have left over on 2
-cores). A "sender" is one socket with one `chat:message` in flight: it sends, waits for the
+engine.io v4 / socket.io v5 wire protocol by hand over aiohttp websockets, on uvloop: about
+35-65 us of client CPU per acked message against about 140 us for python-socketio's
+AsyncClient, which matters when client and server share 2 cores. A "sender" is one socket with one `chat:message` in flight: it sends, waits for the
 ack, sends the next. Senders 0..N-1 send; the other sockets stay connected and receive.
 
 Rooms: user 2k and 2k+1 share a direct room (every message is broadcast to exactly one other
@@ -24,17 +24,22 @@ of the messages sent inside the window. Server CPU (utime+stime of all its threa
 Reference: raw `sqlite3` `executemany` of the same rows into a copy of the same database
 (same schema, foreign keys on, WAL) in the same temp dir, per sync mode: one commit per row,
 per 100 rows, per 256 rows (the writer's default batch) and one transaction for all; and the
-writer's own SQL (select by key, insert, select back) in batches of 100.
+writer's own SQL (select by key, insert, select back) in batches of 100, as written and with
+the lookup through the unique index ("index join").
 
-Run from the repository root (about 3 minutes on 2 cores):
+`--prefill N` stores N messages before the server starts (the writer's lookup scans the whole
+table, so the table's size matters); `--what-if by-keys-join` patches that lookup in the server
+process to go through the index: an experiment, not the product.
+
+Run from the repository root (about 3.5 minutes on 2 cores):
 
   .venv/bin/python bench/chat_throughput.py
   .venv/bin/python bench/chat_throughput.py --profile /tmp/chat-profile --json out.json
   .venv/bin/python bench/chat_throughput.py --duration 3 --warmup 1 --senders 1 10
 
 `--profile PREFIX` (needs `py-spy` in the venv) adds one more 100-sender FULL phase under
-`py-spy record`, after the measured ones, writes PREFIX.txt (collapsed stacks) and prints the
-functions with the most samples.
+`py-spy record --gil` (the event-loop thread's Python work), after the measured ones, writes
+PREFIX.txt (collapsed stacks) and prints the samples by area of the server and by function.
 """
 
 from __future__ import annotations
@@ -733,7 +738,7 @@ def profile_phase(
             "--threads",
             "--output",
             str(raw),
-            *args.py_spy_arg,
+            *(args.py_spy_arg or ["--gil", "--nonblocking"]),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -752,11 +757,54 @@ def profile_phase(
 
 _LINE_NO = re.compile(r":\d+\)$")
 
+# Areas of the server's work, by the leaf-most frame on a stack that matches (first match wins
+# within a frame). Names are substrings of py-spy's "function (file)" frames.
+AREAS: list[tuple[str, tuple[str, ...]]] = [
+    ("aiosqlite thread (SQL in C, fsync, thread hand-off)", ("_connection_worker_thread",)),
+    (
+        "websocket send: uvicorn websockets-sansio framing, transport.write",
+        ("WebSocketsSansIOProtocol.send (", "Protocol.send_", "Frame.serialize"),
+    ),
+    (
+        "websocket receive: frame parsing, ASGI receive",
+        ("data_received", "handle_events", "WebSocketsSansIOProtocol.receive", "receive_data"),
+    ),
+    ("socket.io packet encode (data_is_binary, json.dumps)", ("Packet.__init__", "Packet.encode")),
+    ("socket.io packet decode (json.loads)", ("Packet.decode", "decode_packet")),
+    ("pydantic validation", ("model_validate",)),
+    ("rate limiter", ("MemoryRateLimiter",)),
+    ("ChatService.clean_text", ("ChatService.clean_text",)),
+    ("MessageRepository / Database.transaction (loop side)", ("MessageRepository", "Database.")),
+    ("aiosqlite (loop side: futures, callbacks)", ("aiosqlite/",)),
+    ("MessageWriter (queue, futures)", ("MessageWriter",)),
+    (
+        "fan-out emit (AsyncManager.emit, rooms)",
+        ("AsyncManager.emit", "get_participants", "SocketNotifier", "AsyncServer.emit"),
+    ),
+    (
+        "engine.io per-socket send queue and writer task",
+        ("AsyncSocket._websocket_handler.<locals>.writer", "AsyncSocket.send", "Queue."),
+    ),
+    ("asyncio tasks and timeouts (create_task, wait_for)", ("asyncio/tasks.py",)),
+    ("socket.io event dispatch and ack", ("socketio/async_server.py",)),
+    ("gateway and ack wrappers", ("RealtimeGateway", "guarded", "register_chat_events")),
+    ("rest of ChatService.send", ("ChatService",)),
+    ("event loop itself (uvloop, in C)", ("Runner.run",)),
+]
 
-def summarise_profile(raw: Path, top: int = 25) -> str:
-    """Self and inclusive sample shares per function from py-spy's collapsed stacks."""
+
+def area_of(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for name, patterns in AREAS:
+            if any(p in frame for p in patterns):
+                return name
+    return "other"
+
+
+def summarise_profile(raw: Path, top: int = 20) -> str:
+    """Sample shares by thread, by area of the server and by function (self time)."""
     own: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
+    areas: Counter[str] = Counter()
     threads: Counter[str] = Counter()
     total = 0
     for line in raw.read_text().splitlines():
@@ -768,19 +816,21 @@ def summarise_profile(raw: Path, top: int = 25) -> str:
         thread, frames = frames[0], [_LINE_NO.sub(")", f) for f in frames[1:]]
         total += count
         threads[thread] += count
+        if "bench-stats" in thread:
+            areas["the bench's stats thread"] += count
+        else:
+            areas[area_of(frames)] += count
         if frames:
             own[frames[-1]] += count
-        for frame in set(frames):
-            inclusive[frame] += count
     if not total:
         return "no samples"
 
-    def share(counter: Counter[str]) -> list[str]:
-        return [f"  {100 * n / total:5.1f}%  {name}" for name, n in counter.most_common(top)]
+    def share(counter: Counter[str], n: int) -> list[str]:
+        return [f"  {100 * c / total:5.1f}%  {name}" for name, c in counter.most_common(n)]
 
-    lines = [f"{total} samples on CPU", "by thread:", *share(threads)]
-    lines += ["self (leaf frame):", *share(own)]
-    lines += ["inclusive (anywhere on the stack):", *share(inclusive)]
+    lines = [f"{total} samples", "by thread:", *share(threads, 5)]
+    lines += ["by area (leaf-most matching frame):", *share(areas, len(AREAS) + 2)]
+    lines += ["by function (self):", *share(own, top)]
     return "\n".join(lines)
 
 
@@ -1033,12 +1083,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ref-rows", type=int, default=100_000)
     parser.add_argument("--ref-budget", type=float, default=2.0, help="seconds per reference")
     parser.add_argument("--profile", type=Path, help="py-spy output prefix (PREFIX.txt)")
-    parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples/s")
+    parser.add_argument("--profile-rate", type=int, default=200, help="py-spy samples/s")
     parser.add_argument(
         "--py-spy-arg",
         action="append",
         default=[],
-        help="extra py-spy record option, e.g. --py-spy-arg=--gil (repeatable)",
+        help="py-spy record option instead of the default --gil --nonblocking (repeatable;"
+        " --py-spy-arg=--threads samples every thread, not only the one holding the GIL)",
     )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--tmp-dir", type=Path, help="where the databases go (default: $TMPDIR)")

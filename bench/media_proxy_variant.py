@@ -1,19 +1,24 @@
-"""Serve only the store proxy, as shipped or with one setting changed, for bench/media_transfer.py.
+"""Variants of the web service's store proxy for bench/media_transfer.py (`--variants`).
 
-Bench-only: the product is never changed. `appliance/transport/store_proxy.py`'s StoreProxy is
-the outermost ASGI layer of the web service, so a `/<bucket>/<key>?X-Amz-...` request goes
-through nothing else; here it wraps a plain 404 app instead of Socket.IO + Quart and is served
-the way appliance/transport/server.py serves the whole app (uvicorn, uvloop, same options).
+Bench-only: the product is never changed. Two kinds:
 
-  python bench/media_proxy_variant.py DATA_DIR PORT VARIANT
+* `proxy-*`: this script serves StoreProxy (appliance/transport/store_proxy.py) alone, in front of
+  a plain 404 app instead of Socket.IO + Quart, the way appliance/transport/server.py serves the
+  whole app (uvicorn, uvloop, same options). StoreProxy is the outermost ASGI layer, so a
+  `/<bucket>/<key>?X-Amz-...` request goes through nothing else. `proxy-1m` and `proxy-4m-any`
+  change the proxy's own knobs: aiohttp's read buffer for the store's responses and the relay's
+  chunking.
+* `web-*`: the real `appliance web` (a second one on the same data dir) with only its
+  environment changed: glibc's malloc thresholds, or httptools importable (uvicorn's
+  `http="auto"` then parses HTTP/1.1 with httptools instead of the pure-Python h11).
 
-Variants (see VARIANTS): `as-shipped`, and ones that change how the proxy reads from the store
-(aiohttp's read buffer, the relay's chunk size) or which HTTP parser uvicorn uses.
+  python bench/media_proxy_variant.py DATA_DIR PORT VARIANT      # the proxy-* kinds
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +34,43 @@ from appliance.transport.store_proxy import FORWARD_RESPONSE, StoreProxy  # noqa
 
 MIB = 1024 * 1024
 
-# name -> (aiohttp read_bufsize or None for aiohttp's default, relay chunk or 0 for iter_any,
-#          uvicorn http implementation)
-VARIANTS: dict[str, tuple[int | None, int, str]] = {
-    "as-shipped": (None, store_proxy.CHUNK, "auto"),
-    "read_bufsize=1MiB": (MIB, store_proxy.CHUNK, "auto"),
-    "read_bufsize=1MiB, CHUNK=1MiB": (MIB, MIB, "auto"),
-    "read_bufsize=4MiB, iter_any": (4 * MIB, 0, "auto"),
-    "http=httptools": (None, store_proxy.CHUNK, "httptools"),
+
+# glibc: buffers of 128 KiB-4 MiB come from the heap and stay there once freed (up to 64 MiB
+# kept), instead of a fresh mmap or heap growth, with its page faults, for nearly every buffer.
+MALLOC_ENV = (("MALLOC_MMAP_THRESHOLD_", str(4 * MIB)), ("MALLOC_TRIM_THRESHOLD_", str(64 * MIB)))
+
+
+@dataclass(frozen=True)
+class Variant:
+    help: str
+    read_bufsize: int | None = None  # aiohttp ClientSession(read_bufsize=); None: its default
+    chunk: int = store_proxy.CHUNK  # the relay's iter_chunked size; 0: iter_any()
+    env: tuple[tuple[str, str], ...] = ()  # set by bench/media_transfer.py when it starts one
+    web: bool = False  # the real `appliance web`, not this script
+    httptools: bool = False  # needs httptools importable (media_transfer.py --variant-path)
+
+
+VARIANTS: dict[str, Variant] = {
+    "proxy-as-shipped": Variant("StoreProxy alone, as shipped"),
+    "proxy-1m": Variant(
+        "StoreProxy alone, read_bufsize=1 MiB and CHUNK=1 MiB", read_bufsize=MIB, chunk=MIB
+    ),
+    "proxy-4m-any": Variant(
+        "StoreProxy alone, read_bufsize=4 MiB and iter_any()", read_bufsize=4 * MIB, chunk=0
+    ),
+    "web-malloc": Variant(
+        "appliance web, MALLOC_MMAP_THRESHOLD_=4MiB MALLOC_TRIM_THRESHOLD_=64MiB",
+        env=MALLOC_ENV,
+        web=True,
+    ),
+    "web-httptools": Variant("appliance web, httptools installed", web=True, httptools=True),
+    "web-malloc-httptools": Variant(
+        "appliance web, both of the above", env=MALLOC_ENV, web=True, httptools=True
+    ),
 }
 
 
 async def not_found(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            pass
-        await send({"type": "lifespan.shutdown.complete"})
-        return
     await send({"type": "http.response.start", "status": 404, "headers": []})
     await send({"type": "http.response.body", "body": b""})
 
@@ -57,6 +82,19 @@ class TunedProxy(StoreProxy):
         super().__init__(app, config)
         self._read_bufsize = read_bufsize
         self._chunk = chunk
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await super().__call__(scope, receive, send)
+            return
+        while True:  # what WebApp's Quart lifespan does for the proxy: close it at the end
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
     async def _proxy(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if self._session is None and self._read_bufsize is not None:
@@ -99,17 +137,19 @@ def main(argv: list[str]) -> int:
     import uvicorn
 
     data_dir, port, name = Path(argv[0]), int(argv[1]), argv[2]
-    read_bufsize, chunk, http = VARIANTS[name]
     settings = load(data_dir)
-    proxy = TunedProxy(not_found, settings.config.storage, read_bufsize, chunk)
     web = settings.config.web
+    variant = VARIANTS[name]
+    if variant.web:
+        raise SystemExit(f"{name} runs `appliance web`, not this script")
+    app = TunedProxy(not_found, settings.config.storage, variant.read_bufsize, variant.chunk)
     uvicorn.Server(
         uvicorn.Config(
-            proxy,
+            app,
             host="127.0.0.1",
             port=port,
             loop="uvloop",
-            http=http,
+            http="auto",
             ws="websockets-sansio",
             ws_max_size=web.max_http_buffer_size,
             lifespan="on",

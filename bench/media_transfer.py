@@ -16,21 +16,30 @@ completes uploads. Per round, in an order that rotates from round to round:
                  for the store's own port: the same store without the proxy.
   copy           shutil.copyfile of the same file into <data-dir>/objects (same disk).
   copy+fsync     the same, then fsync of the copy.
-  rclone copyto  `rclone copyto` of the file into the served directory (a fresh process each
+  rclone-copyto  `rclone copyto` of the file into the served directory (a fresh process each
                  time: includes rclone's start-up and its check of the copy's md5).
 
 Around each timed transfer: the dirty pages of the previous one are flushed first (os.sync,
-untimed); the CPU time (utime + stime, /proc/PID/stat) of the web process, the store and this
-client is read before and after; the web process's and the store's peak RSS are reset
-(`echo 5 > /proc/PID/clear_refs`) before and read (VmHWM) after, so the peak is that
-transfer's own (logins run argon2, whose 64 MiB would hide it otherwise).
+untimed); the CPU time of the web process and the store (the sum of their threads'
+/proc/PID/task/TID/schedstat, in ns) and of this client is read before and after, with the
+web process's kernel share and minor page faults (/proc/PID/stat); the web process's and the
+store's peak RSS are reset (`echo 5 > /proc/PID/clear_refs`) before and read (VmHWM) after,
+so the peak is that transfer's own (logins run argon2, whose 64 MiB would hide it otherwise).
 
-With --profile, a last phase runs py-spy (`py-spy record --native --nonblocking`, raw
-collapsed stacks) on the web process during a few proxied transfers and prints where its
-samples fall; those transfers are not in the table. Run from the repository root:
+With --variants, each round also times the proxied flow (the API calls on `appliance web`, the
+PUT and the GET re-signed for the variant's port) against variants of the proxy: StoreProxy
+alone with its own knobs changed, or a second `appliance web` with its environment changed
+(bench/media_proxy_variant.py lists them). With --profile, a last phase runs py-spy
+(`py-spy record --nonblocking`, raw collapsed stacks) on `appliance web` during a few proxied
+transfers and prints where its samples fall; those transfers are not in the table.
 
-  .venv/bin/python bench/media_transfer.py                 # 5 rounds, ~1 minute
-  .venv/bin/python bench/media_transfer.py --rounds 5 --profile --json out.json
+Run from the repository root:
+
+  .venv/bin/python bench/media_transfer.py                 # 5 rounds of the 5 paths, ~30 s
+  pip install --target /tmp/bench-httptools httptools      # only for the *-httptools variants
+  .venv/bin/python bench/media_transfer.py --profile --variants proxy-as-shipped proxy-1m \
+      proxy-4m-any web-malloc web-httptools web-malloc-httptools \
+      --variant-path /tmp/bench-httptools --json out.json  # ~1 minute
 """
 
 from __future__ import annotations
@@ -52,7 +61,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -62,6 +71,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from appliance.supervision.services import SERVICES  # noqa: E402
 from bench.media_proxy_variant import VARIANTS  # noqa: E402
 
 MIB = 1024 * 1024
@@ -71,7 +81,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 BIN = Path(sys.executable).parent
 APPLIANCE = BIN / "appliance"
 RCLONE = BIN / "rclone"
-PATHS = ["proxied", "direct", "copy", "copy+fsync", "rclone copyto"]
+VARIANT_SCRIPT = Path(__file__).with_name("media_proxy_variant.py")
+PATHS = ["proxied", "direct", "copy", "copy+fsync", "rclone-copyto"]
 CLIENT_CHUNK = MIB  # the client reads the file and drains the download in 1 MiB pieces
 TRANSFER_TIMEOUT = 60.0
 
@@ -82,9 +93,28 @@ TRANSFER_TIMEOUT = 60.0
 
 
 def proc_cpu(pid: int) -> float:
-    """utime + stime of every thread of PID, in seconds."""
+    """CPU seconds of PID's threads: the sum of their /proc/PID/task/TID/schedstat run times
+    (nanoseconds; /proc/PID/stat counts in 10 ms ticks, too coarse for 50-100 ms). Threads that
+    exited are not counted: the web process's and rclone's live for the whole run."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (OSError, IndexError, ValueError):
+                continue  # the thread is gone
+    except OSError:
+        total = 0
+    if total:
+        return total / 1e9
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime, all threads
+
+
+def proc_stat(pid: int) -> tuple[float, int]:
+    """Kernel-side CPU seconds of PID (all threads; 10 ms ticks) and its minor page faults."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[12]) / CLK_TCK, int(fields[7])
 
 
 def proc_mib(pid: int, key: str) -> float:
@@ -127,11 +157,14 @@ class Transfer:
     size: int
     web_cpu: float = 0.0  # seconds of CPU, web process, during the transfer
     store_cpu: float = 0.0
-    client_cpu: float = 0.0  # this process (or the rclone child for "rclone copyto")
+    client_cpu: float = 0.0  # this process (or the rclone child for "rclone-copyto")
+    web_sys: float = 0.0  # of web_cpu, in the kernel (/proc/PID/stat stime, 10 ms ticks)
+    web_faults: int = 0  # minor page faults of the web process during the transfer
     web_rss: float = 0.0  # MiB, RSS right before the transfer
     web_peak: float = 0.0  # MiB, VmHWM after it (reset before)
     store_rss: float = 0.0
     store_peak: float = 0.0
+    etag_md5: bool = False  # the store's ETag was there and was the file's md5
 
     @property
     def mib_s(self) -> float:
@@ -146,36 +179,40 @@ class Meter:
         self.store = store_pid
         self.peaks_reset = True
 
-    def start(self, web_pid: int | None = None) -> tuple[float, ...]:
+    def start(self, web_pid: int | None = None) -> dict[str, float]:
         self.web = web_pid or self.main_web
         os.sync()  # the previous transfer's dirty pages are not this one's cost
         for pid in (self.web, self.store):
             self.peaks_reset &= reset_peak(pid)
-        return (
-            proc_cpu(self.web),
-            proc_cpu(self.store),
-            time.process_time(),
-            proc_mib(self.web, "VmRSS"),
-            proc_mib(self.store, "VmRSS"),
-            time.perf_counter(),
-        )
+        return {
+            "web_cpu": proc_cpu(self.web),
+            "web_sys": proc_stat(self.web)[0],
+            "web_faults": proc_stat(self.web)[1],
+            "store_cpu": proc_cpu(self.store),
+            "client_cpu": time.process_time(),
+            "web_rss": proc_mib(self.web, "VmRSS"),
+            "store_rss": proc_mib(self.store, "VmRSS"),
+            "t": time.perf_counter(),
+        }
 
     def stop(
-        self, before: tuple[float, ...], path: str, direction: str, round_no: int, size: int
+        self, before: dict[str, float], path: str, direction: str, round_no: int, size: int
     ) -> Transfer:
-        elapsed = time.perf_counter() - before[5]
+        elapsed = time.perf_counter() - before["t"]
         return Transfer(
             path,
             direction,
             round_no,
             elapsed,
             size,
-            web_cpu=proc_cpu(self.web) - before[0],
-            store_cpu=proc_cpu(self.store) - before[1],
-            client_cpu=time.process_time() - before[2],
-            web_rss=before[3],
+            web_cpu=proc_cpu(self.web) - before["web_cpu"],
+            web_sys=proc_stat(self.web)[0] - before["web_sys"],
+            web_faults=int(proc_stat(self.web)[1] - before["web_faults"]),
+            store_cpu=proc_cpu(self.store) - before["store_cpu"],
+            client_cpu=time.process_time() - before["client_cpu"],
+            web_rss=before["web_rss"],
             web_peak=proc_mib(self.web, "VmHWM"),
-            store_rss=before[4],
+            store_rss=before["store_rss"],
             store_peak=proc_mib(self.store, "VmHWM"),
         )
 
@@ -239,10 +276,12 @@ class Appliance:
         return done.stdout
 
     def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        # A declared service gets the environment supervisord and systemd give it.
+        declared = {spec.name: dict(spec.environment) for spec in SERVICES}
         with (self.logs / f"{name}.log").open("wb") as log:
             proc = subprocess.Popen(
                 [str(APPLIANCE), "--data-dir", str(self.data_dir), *args],
-                env=self.env,
+                env={**self.env, **declared.get(name, {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -259,19 +298,20 @@ class Appliance:
         wait_port(self.web_port, web, "the web service")
 
     def start_variant(self, name: str, extra_path: str) -> int:
-        """bench/media_proxy_variant.py serving the proxy alone (a variant) on a free port."""
+        """A proxy variant (bench/media_proxy_variant.py) on a free port: StoreProxy alone, or
+        a second `appliance web` with its environment changed."""
+        variant = VARIANTS[name]
         port = free_port()
-        env = dict(self.env)
-        if extra_path:
+        env = dict(self.env, **dict(variant.env))
+        if variant.httptools:
             env["PYTHONPATH"] = os.pathsep.join(p for p in (extra_path, env.get("PYTHONPATH")) if p)
+        if variant.web:
+            argv = [str(APPLIANCE), "--data-dir", str(self.data_dir), "web"]
+            argv += ["--host", "127.0.0.1", "--port", str(port)]
+        else:
+            argv = [sys.executable, str(VARIANT_SCRIPT), str(self.data_dir), str(port), name]
         with (self.logs / f"variant-{len(self.variants)}.log").open("wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, str(Path(__file__).with_name("media_proxy_variant.py"))]
-                + [str(self.data_dir), str(port), name],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+            proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         self.procs[f"variant {name}"] = proc
         wait_port(port, proc, f"proxy variant {name}")
         self.variants[name] = (port, proc.pid)
@@ -422,9 +462,7 @@ class Client:
         elif not url.startswith(self.app.web_url + "/"):
             raise RuntimeError(f"upload URL not on the web origin: {url}")
         up = await self.put(url, headers, path, round_no, web_pid)
-        ack = await self.sio.call("media:uploaded", {"media_id": asked["media_id"]}, timeout=30)
-        if not ack.get("ok", "message" in ack):
-            raise RuntimeError(f"media:uploaded refused: {ack}")
+        await self.uploaded(asked["media_id"])
         location = await self.api(
             "GET", f"/api/media/{asked['media_id']}", "alice", allow_redirects=False
         )
@@ -437,7 +475,22 @@ class Client:
                 query={k: v for k, v in query.items() if k.startswith("response-")},
             )
         down = await self.get(location, path, round_no, web_pid)
+        # Untimed: drop the object from the served folder so the run's disk use stays small.
+        key = unquote(urlsplit(url).path).removeprefix(f"/{self.bucket}/")
+        (self.app.data_dir / "objects" / self.bucket / key).unlink(missing_ok=True)
         return [up, down]
+
+    async def uploaded(self, media_id: str) -> None:
+        """media:uploaded; media events are rate limited (1/s, burst 10 by default): a refusal
+        says how long to wait, and the wait is outside every timed transfer."""
+        for _ in range(20):
+            ack = await self.sio.call("media:uploaded", {"media_id": media_id}, timeout=30)
+            error = ack.get("error") or {}
+            if error.get("code") != "rate_limited":
+                break
+            await asyncio.sleep(float(error.get("retry_after", 1.0)) + 0.05)
+        if not ack.get("ok", "message" in ack):
+            raise RuntimeError(f"media:uploaded refused: {ack}")
 
     def resign(self, method: str, base_url: str, url: str, **kwargs: Any) -> str:
         from appliance.adapters.sigv4 import presign
@@ -463,6 +516,7 @@ class Client:
             raise RuntimeError(f"PUT {path}: HTTP {status}")
         if etag.strip('"') not in ("", self.md5):
             raise RuntimeError(f"PUT {path}: ETag {etag} is not the file's md5 {self.md5}")
+        result.etag_md5 = bool(etag)
         return result
 
     async def get(self, url: str, path: str, round_no: int, web_pid: int | None) -> Transfer:
@@ -478,13 +532,14 @@ class Client:
             raise RuntimeError(f"GET {path}: HTTP {status}, {received} of {self.size} bytes")
         if etag.strip('"') not in ("", self.md5):
             raise RuntimeError(f"GET {path}: ETag {etag} is not the file's md5 {self.md5}")
+        result.etag_md5 = bool(etag)
         return result
 
     # -- the references ----------------------------------------------------------------------
 
     def copy(self, path: str, round_no: int) -> Transfer:
         dst = self.app.data_dir / "objects" / f"bench-copy-{round_no}"
-        if path == "rclone copyto":
+        if path == "rclone-copyto":
             env = dict(os.environ, RCLONE_CONFIG=os.devnull)
             cpu = children_cpu()
             before = self.meter.start()
@@ -653,6 +708,7 @@ def summary(results: list[Transfer], paths: list[str]) -> str:
         "MiB/s p50 (min-max)",
         "wall ms p50",
         "web CPU ms",
+        "web page faults",
         "store CPU ms",
         "client CPU ms",
         "web peak RSS growth MiB (max)",
@@ -671,6 +727,7 @@ def summary(results: list[Transfer], paths: list[str]) -> str:
                     rate_cell(ts),
                     ms_cell(ts, lambda t: t.seconds),
                     ms_cell(ts, lambda t: t.web_cpu),
+                    f"{median([t.web_faults for t in ts]):.0f}",
                     ms_cell(ts, lambda t: t.store_cpu),
                     ms_cell(ts, lambda t: t.client_cpu),
                     peak_cell(ts, "web"),
@@ -727,6 +784,8 @@ def per_transfer(results: list[Transfer]) -> str:
             f"{t.mib_s:.0f}",
             f"{t.seconds * 1000:.0f}",
             f"{t.web_cpu * 1000:.0f}",
+            f"{t.web_sys * 1000:.0f}",
+            str(t.web_faults),
             f"{t.store_cpu * 1000:.0f}",
             f"{t.client_cpu * 1000:.0f}",
             f"{t.web_rss:.1f}",
@@ -743,6 +802,8 @@ def per_transfer(results: list[Transfer]) -> str:
         "MiB/s",
         "ms",
         "web CPU ms",
+        "of which kernel",
+        "web page faults",
         "store CPU ms",
         "client CPU ms",
         "web RSS",
@@ -863,7 +924,7 @@ async def run(args: argparse.Namespace, work: Path, info: dict[str, str]) -> int
                         continue
                     results += done
                     line.append(f"{path} " + "/".join(f"{t.mib_s:.0f}" for t in done))
-                if "rclone copyto" in args.paths:
+                if "rclone-copyto" in args.paths:
                     startups.append(await asyncio.to_thread(rclone_startup))
                 print(f"round {round_no} (MiB/s up[/down]): " + ", ".join(line), flush=True)
             if args.profile:
@@ -889,6 +950,11 @@ async def run(args: argparse.Namespace, work: Path, info: dict[str, str]) -> int
     print()
     for line in ratios(results, paths):
         print(line)
+    media = [t for t in results if t.path not in ("copy", "copy+fsync", "rclone-copyto")]
+    print(
+        f"store ETag = the file's md5 on {sum(t.etag_md5 for t in media)} of {len(media)} "
+        "PUTs and GETs (and no other ETag seen)"
+    )
     if startups:
         print(f"rclone start-up (`rclone version`) p50: {median(startups) * 1000:.0f} ms")
     for line in profile:
@@ -927,12 +993,15 @@ def main(argv: list[str] | None = None) -> int:
         nargs="*",
         default=[],
         choices=list(VARIANTS),
-        help="also time the proxy alone with one setting changed (bench/media_proxy_variant.py)",
+        metavar="VARIANT",
+        help="also time these proxy variants (bench/media_proxy_variant.py): "
+        + "; ".join(f"{name}: {v.help}" for name, v in VARIANTS.items()),
     )
     parser.add_argument(
         "--variant-path",
         default="",
-        help="prepended to PYTHONPATH of the variants (e.g. a `pip install --target` of httptools)",
+        help="a folder with httptools in it (`pip install --target DIR httptools`), for the "
+        "*-httptools variants: prepended to their PYTHONPATH",
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the web process after")
     parser.add_argument(
@@ -948,6 +1017,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--size-mib must be 1..100 (storage.max_upload_size is 100 MiB)")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    for name in args.variants:
+        if VARIANTS[name].httptools and not (Path(args.variant_path) / "httptools").is_dir():
+            parser.error(f"{name} needs --variant-path DIR with httptools in it")
 
     work = Path(tempfile.mkdtemp(prefix="media-bench-", dir=args.work_dir))
     try:

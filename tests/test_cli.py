@@ -121,7 +121,8 @@ def test_up_runs_services_under_supervisord_and_stops_on_ctrl_c(tmp_path: Path) 
             if status != "ok":
                 time.sleep(0.1)
         assert status == "ok", "web, store and turn did not all come up under supervisord"
-        assert (data / "run" / "supervisord.conf").is_file()
+        conf = (data / "run" / "supervisord.conf").read_text()
+        assert 'environment=MALLOC_MMAP_THRESHOLD_="4194304"' in conf
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
         try:

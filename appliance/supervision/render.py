@@ -59,6 +59,9 @@ def supervisord_conf(
             "stdout_logfile=/dev/stdout",
             "stdout_logfile_maxbytes=0",
         ]
+        if spec.environment:
+            pairs = ",".join(f'{name}="{value}"' for name, value in spec.environment)
+            lines.append(f"environment={pairs}")
     return "\n".join(lines) + "\n"
 
 
@@ -94,6 +97,7 @@ def systemd_units(services: Sequence[ServiceSpec] = SERVICES) -> dict[str, str]:
                 "Type=simple",
                 "User=appliance",
                 "Group=appliance",
+                *(f"Environment={name}={value}" for name, value in spec.environment),
                 f"ExecStart={_quote([*base, *spec.command])}",
                 "Restart=on-failure",
                 "RestartSec=2",

@@ -12,6 +12,7 @@ class ServiceSpec:
     command: tuple[str, ...]  # the `appliance` sub-command that runs it in the foreground
     start_after: tuple[str, ...] = ()
     stop_wait_seconds: int = 10
+    environment: tuple[tuple[str, str], ...] = ()
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
@@ -19,6 +20,13 @@ SERVICES: tuple[ServiceSpec, ...] = (
         name="web",
         description="HTTP API, Socket.IO and the web UI",
         command=("web",),
+        # glibc hands large buffers back to the kernel at once by default, so a proxied file
+        # transfer pays a page fault every few KiB; these thresholds halve its CPU cost
+        # (docs/benchmarks.md, "Media transfer").
+        environment=(
+            ("MALLOC_MMAP_THRESHOLD_", "4194304"),
+            ("MALLOC_TRIM_THRESHOLD_", "67108864"),
+        ),
     ),
     ServiceSpec(
         name="store",

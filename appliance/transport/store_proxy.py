@@ -107,6 +107,7 @@ class StoreProxy:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 auto_decompress=False,
+                read_bufsize=CHUNK,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=120),
             )
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()

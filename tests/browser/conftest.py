@@ -132,11 +132,15 @@ class UI:
     server: RunningServer
     problems: Problems = field(default_factory=Problems)
     contexts: list[BrowserContext] = field(default_factory=list)
+    #: Scripts run in every page before its own (test hooks, e.g. recording media tracks).
+    init_scripts: list[str] = field(default_factory=list)
 
     async def page(self, viewport: dict[str, int] | None = None) -> Page:
         context = await self.browser.new_context(
             viewport=viewport or DESKTOP, locale="en-GB", timezone_id="UTC"
         )
+        for script in self.init_scripts:
+            await context.add_init_script(script)
         self.contexts.append(context)
         page = await context.new_page()
         self.problems.watch(page)
