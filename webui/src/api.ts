@@ -4,10 +4,13 @@
 import type {
   ErrorBody,
   Me,
+  MediaUrl,
   MessagePage,
   RoomBody,
   RoomList,
   TokenResponse,
+  TurnConfig,
+  UploadTicket,
   UserList,
 } from "./protocol.ts";
 
@@ -163,4 +166,22 @@ export function messages(
   if (options.limit) query.set("limit", String(options.limit));
   const suffix = query.size ? `?${query}` : "";
   return request("GET", `/api/rooms/${roomId}/messages${suffix}`, { token });
+}
+
+// -- media and calls ------------------------------------------------------------------------------
+
+export function requestUpload(
+  token: string,
+  body: { room_id: number; filename: string; content_type: string; size: number },
+): Promise<UploadTicket> {
+  return request("POST", "/api/media/uploads", { token, body });
+}
+
+/** A short-lived URL of a shared file (the JSON form of GET /api/media/{id}). */
+export function mediaUrl(token: string, mediaId: string): Promise<MediaUrl> {
+  return request("GET", `/api/media/${encodeURIComponent(mediaId)}`, { token });
+}
+
+export function turn(token: string): Promise<TurnConfig> {
+  return request("GET", "/api/turn", { token });
 }

@@ -557,6 +557,18 @@ export class Chat extends Emitter<ChatEvents> {
     return isNew;
   }
 
+  /** A message of mine acknowledged outside the outbox (a shared file's `media:uploaded`). */
+  receiveOwn(m: ChatMessage): void {
+    const entry = this.entries.get(m.room_id);
+    if (!entry) {
+      this.scheduleReload();
+      return;
+    }
+    this.addMessage(entry, m, false);
+    this.emit("changed", { roomId: m.room_id });
+    this.emit("changed", { roomId: null });
+  }
+
   private onMessage(m: ChatMessage): void {
     const entry = this.entries.get(m.room_id);
     if (!entry) {

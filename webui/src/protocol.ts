@@ -74,6 +74,72 @@ export interface ChatMessage {
   edited_at?: number;
   deleted?: true;
   deleted_at?: number;
+  /** A shared file; `text` is then its caption (may be empty). */
+  attachment?: Attachment;
+}
+
+// -- media -------------------------------------------------------------------------------------
+
+export interface Attachment {
+  media_id: string;
+  filename: string;
+  content_type: string;
+  size: number;
+}
+
+export interface UploadTicket {
+  media_id: string;
+  upload: { url: string; method: "PUT"; headers: Record<string, string> };
+  expires_in: number;
+}
+
+export interface MediaUrl {
+  url: string;
+  expires_in: number;
+}
+
+// -- calls -------------------------------------------------------------------------------------
+
+export interface CallMedia {
+  audio: boolean;
+  video: boolean;
+}
+
+export interface CallPeer {
+  user_id: number;
+  username: string;
+}
+
+export interface TurnConfig {
+  iceServers: RTCIceServer[];
+  iceTransportPolicy: RTCIceTransportPolicy;
+  ttl: number;
+  /** Unix seconds, server clock. */
+  expires_at: number;
+}
+
+export type CallEndReason =
+  | "hangup"
+  | "cancelled"
+  | "declined"
+  | "busy"
+  | "timeout"
+  | "disconnected"
+  | "unavailable"
+  | "answered_elsewhere"
+  | "server_restart"
+  | (string & {});
+
+export interface SdpBody {
+  type: "offer" | "answer";
+  sdp: string;
+}
+
+export interface CandidateBody {
+  candidate: string;
+  sdpMid?: string | null;
+  sdpMLineIndex?: number | null;
+  usernameFragment?: string | null;
 }
 
 export interface RoomSummary extends Room {
@@ -129,6 +195,19 @@ export interface ServerToClientEvents {
   "room:joined": (data: { room: Room }) => void;
   "room:left": (data: { room_id: number; user_id: number }) => void;
   rate_limited: (data: { event: string; retry_after: number }) => void;
+  "call:incoming": (data: { call_id: string; caller: CallPeer; media: CallMedia }) => void;
+  "call:accepted": (data: { call_id: string }) => void;
+  "call:rejected": (data: { call_id: string; reason: "declined" | "busy" }) => void;
+  "call:end": (data: { call_id: string; reason: CallEndReason }) => void;
+  "call:reconnecting": (data: { call_id: string; user_id: number }) => void;
+  "call:resumed": (data: { call_id: string; user_id: number }) => void;
+  "webrtc:offer": (data: { call_id: string; from: number; offer: SdpBody }) => void;
+  "webrtc:answer": (data: { call_id: string; from: number; answer: SdpBody }) => void;
+  "webrtc:ice-candidate": (data: {
+    call_id: string;
+    from: number;
+    candidate: CandidateBody | null;
+  }) => void;
 }
 
 export interface ClientToServerEvents {
@@ -154,5 +233,28 @@ export interface ClientToServerEvents {
   "chat:sync": (
     data: { rooms: Array<{ room_id: number; last_id: number }> },
     ack: (res: Ack<{ rooms: SyncRoom[] }>) => void,
+  ) => void;
+  "media:uploaded": (
+    data: { media_id: string; caption?: string },
+    ack: (res: Ack<{ message: ChatMessage }>) => void,
+  ) => void;
+  "call:start": (
+    data: { callee_id: number; media: CallMedia },
+    ack: (res: Ack<{ call_id: string }>) => void,
+  ) => void;
+  "call:accepted": (data: { call_id: string }, ack: (res: Ack<{ call_id: string }>) => void) => void;
+  "call:rejected": (data: { call_id: string }, ack: (res: Ack<{ call_id: string }>) => void) => void;
+  "call:end": (data: { call_id: string }, ack: (res: Ack<{ call_id: string }>) => void) => void;
+  "call:resume": (
+    data: { call_id: string },
+    ack: (
+      res: Ack<{ call_id: string; role: "caller" | "callee"; peer: CallPeer; media: CallMedia }>,
+    ) => void,
+  ) => void;
+  "webrtc:offer": (data: { call_id: string; offer: SdpBody }, ack: (res: Ack) => void) => void;
+  "webrtc:answer": (data: { call_id: string; answer: SdpBody }, ack: (res: Ack) => void) => void;
+  "webrtc:ice-candidate": (
+    data: { call_id: string; candidate: CandidateBody | null },
+    ack: (res: Ack) => void,
   ) => void;
 }

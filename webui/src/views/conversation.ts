@@ -8,14 +8,16 @@ import {
   type PendingMessage,
   type RoomEntry,
 } from "../chat.ts";
+import type { MediaLinks, PendingUpload, Uploads } from "../media.ts";
 import type { People } from "../people.ts";
-import type { ChatMessage } from "../protocol.ts";
+import type { Attachment, ChatMessage } from "../protocol.ts";
 import { avatar, groupAvatar, hueOf } from "../ui/avatar.ts";
 import { confirmDialog } from "../ui/dialog.ts";
 import { h, setAttr, setText } from "../ui/dom.ts";
 import { icon } from "../ui/icons.ts";
 import { clockTime, dayKey, dayLabel, fullTime } from "../ui/time.ts";
 import { statusText } from "./people-panel.ts";
+import { attachmentElement, uploadPreview, type AttachmentContext } from "./attachments.ts";
 import { typingText } from "./rooms-panel.ts";
 
 const RUN_GAP_S = 5 * 60; // messages of one sender closer than this form one run
@@ -36,9 +38,19 @@ function plural(n: number, word: string): string {
 /** Unsent text per room, kept while the page is open. */
 const drafts = new Map<number, string>();
 
+/** What the conversation needs to offer calls (direct rooms). */
+export interface CallControls {
+  /** Why calling this person is not possible now, or null when it is. */
+  unavailable(userId: number): string | null;
+  start(peer: { user_id: number; username: string }, video: boolean): void;
+}
+
 export interface ConversationOptions {
   chat: Chat;
   people: People;
+  uploads: Uploads;
+  links: MediaLinks;
+  calls: CallControls;
   roomId: number;
   onBack: () => void;
   toast: (text: string) => void;
@@ -69,6 +81,9 @@ interface MessageModel {
   deleted: boolean;
   state: "sent" | "queued" | "sending" | "failed";
   error: string | null;
+  attachment: Attachment | null;
+  /** An upload still on its way (key `u:`). */
+  upload: PendingUpload | null;
   first: boolean;
   last: boolean;
   showSender: boolean;
@@ -91,7 +106,12 @@ interface Header {
   dot: HTMLElement | null;
 }
 
-function header(title: string, kind: "direct" | "group", onBack: () => void): Header {
+function header(
+  title: string,
+  kind: "direct" | "group",
+  onBack: () => void,
+  actions: HTMLElement | null = null,
+): Header {
   const back = h(
     "button",
     {
@@ -121,6 +141,7 @@ function header(title: string, kind: "direct" | "group", onBack: () => void): He
       dot,
     ),
     h("div", { class: "person-text" }, name, status),
+    actions,
   );
   return { element, name, status, dot };
 }
@@ -180,7 +201,38 @@ export function conversationView(options: ConversationOptions): ConversationView
   const group = kind === "group";
   let title = chat.title(initial);
 
-  const head = header(title, kind, options.onBack);
+  const initialPeer = chat.peer(initial);
+  const callButton = (video: boolean): HTMLButtonElement =>
+    h(
+      "button",
+      {
+        type: "button",
+        class: "btn btn-ghost btn-icon call-start",
+        "data-testid": video ? "call-video" : "call-audio",
+        "aria-label": `${video ? "Video call" : "Call"} ${title}`,
+        title: video ? "Video call" : "Audio call",
+        onclick: () => {
+          const peer = chat.get(roomId) ? chat.peer(chat.get(roomId) as RoomEntry) : null;
+          if (peer) options.calls.start(peer, video);
+        },
+      },
+      icon(video ? "video" : "phone"),
+    );
+  const audioCall = initialPeer ? callButton(false) : null;
+  const videoCall = initialPeer ? callButton(true) : null;
+  const head = header(
+    title,
+    kind,
+    options.onBack,
+    initialPeer ? h("div", { class: "conversation-actions" }, audioCall, videoCall) : null,
+  );
+  const attachments: AttachmentContext = {
+    links: options.links,
+    toast: options.toast,
+    dialogHost: options.dialogHost,
+  };
+  /** Attachment elements by media id, kept across re-renders so players keep playing. */
+  const attachmentNodes = new Map<string, HTMLElement>();
 
   // Message list.
   const top = h("div", { class: "history-top" });
@@ -267,12 +319,43 @@ export function conversationView(options: ConversationOptions): ConversationView
     },
     icon("send"),
   );
+  const fileInput = h("input", {
+    type: "file",
+    multiple: true,
+    class: "visually-hidden",
+    tabindex: -1,
+    "aria-hidden": "true",
+    "data-testid": "attach-input",
+  });
+  const attachButton = h(
+    "button",
+    {
+      type: "button",
+      class: "btn btn-ghost btn-icon attach",
+      "aria-label": "Attach files",
+      title: "Attach files",
+      "data-testid": "attach",
+      onclick: () => fileInput.click(),
+    },
+    icon("paperclip"),
+  );
   const form = h(
     "form",
     { class: "composer", "data-testid": "composer-form", "aria-label": "Write a message" },
     editBanner,
-    h("div", { class: "composer-row" }, textarea, sendButton),
+    h("div", { class: "composer-row" }, attachButton, fileInput, textarea, sendButton),
     counter,
+  );
+  const dropZone = h(
+    "div",
+    { class: "drop-zone", "data-testid": "drop-zone", hidden: true, "aria-hidden": "true" },
+    h(
+      "div",
+      { class: "drop-zone-box" },
+      icon("upload", "drop-zone-icon"),
+      h("strong", {}, "Drop files to share"),
+      h("span", {}, `with ${title}`),
+    ),
   );
 
   const element = h(
@@ -287,6 +370,7 @@ export function conversationView(options: ConversationOptions): ConversationView
     head.element,
     h("div", { class: "conversation-scroll-wrap" }, body, jump),
     h("div", { class: "conversation-foot" }, typing, form),
+    dropZone,
   );
 
   // -- state ------------------------------------------------------------------------------
@@ -317,6 +401,13 @@ export function conversationView(options: ConversationOptions): ConversationView
       setAttr(element, "data-presence", presence);
       if (head.dot) setAttr(head.dot, "data-presence", presence);
       setText(head.status, person ? statusText(person) : "");
+      const why = options.calls.unavailable(peer.user_id);
+      for (const button of [audioCall, videoCall]) {
+        if (!button) continue;
+        button.disabled = why !== null;
+        const what = button === videoCall ? "Video call" : "Audio call";
+        setAttr(button, "title", why ?? what);
+      }
       return;
     }
     const members = entry.room.members;
@@ -352,6 +443,8 @@ export function conversationView(options: ConversationOptions): ConversationView
       deleted: m.deleted === true,
       state: "sent",
       error: null,
+      attachment: m.attachment ?? null,
+      upload: null,
       first: false,
       last: false,
       showSender: false,
@@ -372,6 +465,31 @@ export function conversationView(options: ConversationOptions): ConversationView
         deleted: false,
         state: p.state,
         error: p.error,
+        attachment: null,
+        upload: null,
+        first: false,
+        last: false,
+        showSender: false,
+        seen: false,
+        offline,
+      });
+    }
+    for (const u of options.uploads.list(roomId)) {
+      out.push({
+        key: `u:${u.id}`,
+        id: null,
+        clientMsgId: u.id,
+        own: true,
+        senderId: chat.me,
+        senderName: "",
+        text: u.caption,
+        createdAt: u.createdAt,
+        edited: false,
+        deleted: false,
+        state: u.state === "failed" ? "failed" : "sending",
+        error: u.error,
+        attachment: null,
+        upload: u,
         first: false,
         last: false,
         showSender: false,
@@ -410,7 +528,16 @@ export function conversationView(options: ConversationOptions): ConversationView
         const label = dayLabel(m.createdAt);
         out.push({ key: `d:${key}`, sig: label, build: () => separator(label) });
       }
-      out.push({ key: m.key, sig: JSON.stringify(m), build: () => messageElement(m) });
+      const sig = JSON.stringify({
+        ...m,
+        upload: m.upload && {
+          state: m.upload.state,
+          progress: m.upload.progress,
+          error: m.upload.error,
+          retryable: m.upload.retryable,
+        },
+      });
+      out.push({ key: m.key, sig, build: () => messageElement(m) });
     }
     return out;
   }
@@ -462,21 +589,29 @@ export function conversationView(options: ConversationOptions): ConversationView
           "This message was deleted",
         )
       : h("span", { class: "msg-text", "data-testid": "message-text" }, m.text);
+    let media: HTMLElement | null = null;
+    if (!m.deleted && m.attachment) media = attachmentNode(m.attachment);
+    else if (m.upload) media = uploadPreview(m.upload);
+    if (media) classes.push("has-attachment");
+    const caption = media && !m.text ? null : content;
     const bubble = h(
       "div",
-      { class: "msg-bubble" },
+      { class: media ? "msg-bubble msg-bubble-media" : "msg-bubble" },
       m.showSender
         ? null
         : h("span", { class: "visually-hidden" }, `${m.own ? "You" : m.senderName}: `),
-      content,
-      meta,
+      ...(media
+        ? [media, h("div", { class: caption ? "msg-caption" : "msg-caption is-empty" }, caption, meta)]
+        : [content, meta]),
     );
     const actions =
       m.own && m.state === "sent" && !m.deleted && m.id !== null
         ? h(
             "div",
             { class: "msg-actions" },
-            h(
+            m.text === ""
+              ? null
+              : h(
               "button",
               {
                 type: "button",
@@ -520,7 +655,9 @@ export function conversationView(options: ConversationOptions): ConversationView
                 type: "button",
                 class: "link-button",
                 "data-testid": "message-retry",
-                onclick: () => chat.retry(m.clientMsgId),
+                hidden: m.upload !== null && !m.upload.retryable,
+                onclick: () =>
+                  m.upload ? options.uploads.retry(m.upload.id) : chat.retry(m.clientMsgId),
               },
               "Retry",
             ),
@@ -530,7 +667,8 @@ export function conversationView(options: ConversationOptions): ConversationView
                 type: "button",
                 class: "link-button",
                 "data-testid": "message-discard",
-                onclick: () => chat.discard(m.clientMsgId),
+                onclick: () =>
+                  m.upload ? options.uploads.discard(m.upload.id) : chat.discard(m.clientMsgId),
               },
               "Discard",
             ),
@@ -539,11 +677,35 @@ export function conversationView(options: ConversationOptions): ConversationView
     const seen = m.seen
       ? h("div", { class: "msg-receipt", "data-testid": "message-seen" }, icon("check"), "Seen")
       : null;
+    const cancelUpload =
+      m.upload && m.upload.state !== "failed"
+        ? h(
+            "div",
+            { class: "msg-actions" },
+            h(
+              "button",
+              {
+                type: "button",
+                class: "msg-action msg-action-danger",
+                title: "Cancel upload",
+                "aria-label": `Cancel uploading ${m.upload.filename}`,
+                "data-testid": "upload-cancel",
+                onclick: () => m.upload && options.uploads.discard(m.upload.id),
+              },
+              icon("close"),
+            ),
+          )
+        : null;
     return h(
       "li",
       {
         class: classes.join(" "),
-        "data-testid": "message",
+        "data-testid": m.upload ? "upload" : "message",
+        "data-upload-state": m.upload?.state,
+        "data-error-code": m.upload?.errorCode ?? undefined,
+        "data-content-type": (m.attachment ?? m.upload)
+          ? (m.attachment?.content_type ?? m.upload?.contentType)
+          : undefined,
         "data-own": m.own ? "true" : "false",
         "data-state": m.state,
         "data-message-id": m.id ?? undefined,
@@ -551,10 +713,28 @@ export function conversationView(options: ConversationOptions): ConversationView
         "data-sender": m.senderName || undefined,
       },
       sender,
-      h("div", { class: "msg-line" }, bubble, actions),
+      h("div", { class: "msg-line" }, bubble, actions ?? cancelUpload),
       failed,
       seen,
     );
+  }
+
+  function attachmentNode(attachment: Attachment): HTMLElement {
+    let node = attachmentNodes.get(attachment.media_id);
+    if (!node) {
+      node = attachmentElement(attachment, attachments);
+      attachmentNodes.set(attachment.media_id, node);
+    }
+    return node;
+  }
+
+  function pruneAttachments(): void {
+    for (const [id, node] of attachmentNodes) {
+      if (!list.contains(node)) {
+        node.querySelector<HTMLMediaElement>("video, audio")?.pause();
+        attachmentNodes.delete(id);
+      }
+    }
   }
 
   function renderTop(entry: RoomEntry): void {
@@ -699,6 +879,7 @@ export function conversationView(options: ConversationOptions): ConversationView
     const kept = stick || forceBottom ? null : anchor();
     renderTop(entry);
     reconcile(items(entry));
+    pruneAttachments();
 
     // New messages from others while scrolled up: count them on the jump button.
     let newestOthers = lastOthersId;
@@ -884,6 +1065,75 @@ export function conversationView(options: ConversationOptions): ConversationView
     schedule();
   }
 
+  // -- sharing files ------------------------------------------------------------------------
+  /** Upload files into this room; the composer's text becomes the first one's caption. */
+  function shareFiles(files: File[]): void {
+    if (files.length === 0) return;
+    if (editing) cancelEdit(false);
+    const text = textarea.value.trim();
+    if (textLength(text) > MAX_TEXT_LENGTH) {
+      options.toast("The caption is too long. Shorten the text first.");
+      return;
+    }
+    files.forEach((file, index) => options.uploads.add(roomId, file, index === 0 ? text : ""));
+    if (text) {
+      textarea.value = "";
+      drafts.delete(roomId);
+      chat.stopTyping(roomId);
+      updateComposer();
+    }
+    forceBottom = true;
+    schedule();
+  }
+
+  fileInput.addEventListener("change", () => {
+    shareFiles([...(fileInput.files ?? [])]);
+    fileInput.value = "";
+  });
+  textarea.addEventListener("paste", (event) => {
+    const files = [...(event.clipboardData?.files ?? [])];
+    if (files.length === 0) return;
+    event.preventDefault();
+    shareFiles(files);
+  });
+
+  let dragDepth = 0;
+  const carriesFiles = (event: DragEvent): boolean =>
+    event.dataTransfer?.types.includes("Files") ?? false;
+  function endDrag(): void {
+    dragDepth = 0;
+    dropZone.hidden = true;
+  }
+  element.addEventListener("dragenter", (event) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    dragDepth += 1;
+    dropZone.hidden = false;
+  });
+  element.addEventListener("dragover", (event) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    if (event.dataTransfer) event.dataTransfer.dropEffect = "copy";
+  });
+  element.addEventListener("dragleave", (event) => {
+    if (!carriesFiles(event)) return;
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (dragDepth === 0) dropZone.hidden = true;
+  });
+  element.addEventListener("drop", (event) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    endDrag();
+    shareFiles([...(event.dataTransfer?.files ?? [])]);
+  });
+  // A file dropped next to the conversation must not replace the page.
+  const guardDrop = (event: DragEvent): void => {
+    if (carriesFiles(event) && !element.contains(event.target as Node)) event.preventDefault();
+  };
+  window.addEventListener("dragover", guardDrop);
+  window.addEventListener("drop", guardDrop);
+  window.addEventListener("dragend", endDrag);
+
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     void submit();
@@ -900,7 +1150,7 @@ export function conversationView(options: ConversationOptions): ConversationView
       // Edit my last message, as in most chat apps.
       const entry = chat.get(roomId);
       const mine = entry
-        ? models(entry).findLast((m) => m.own && m.state === "sent" && !m.deleted)
+        ? models(entry).findLast((m) => m.own && m.state === "sent" && !m.deleted && m.text !== "")
         : undefined;
       if (mine) {
         event.preventDefault();
@@ -923,6 +1173,9 @@ export function conversationView(options: ConversationOptions): ConversationView
   const offChat = chat.on("changed", ({ roomId: changed }) => {
     if (changed === roomId || changed === null) schedule();
   });
+  const offUploads = options.uploads.on("changed", ({ roomId: changed }) => {
+    if (changed === roomId) schedule();
+  });
 
   // Start.
   textarea.value = drafts.get(roomId) ?? "";
@@ -943,6 +1196,13 @@ export function conversationView(options: ConversationOptions): ConversationView
     },
     dispose() {
       offChat();
+      offUploads();
+      window.removeEventListener("dragover", guardDrop);
+      window.removeEventListener("drop", guardDrop);
+      window.removeEventListener("dragend", endDrag);
+      for (const node of attachmentNodes.values()) {
+        node.querySelector<HTMLMediaElement>("video, audio")?.pause();
+      }
       resize.disconnect();
       window.removeEventListener("focus", onFocus);
       document.removeEventListener("visibilitychange", onFocus);

@@ -10,6 +10,7 @@ import { fullTime, lastSeenText } from "../ui/time.ts";
 interface Row {
   item: HTMLLIElement;
   button: HTMLButtonElement;
+  actions: HTMLElement | null;
   status: HTMLElement;
   dot: HTMLElement;
 }
@@ -27,7 +28,16 @@ export function statusText(person: Person): string {
   return person.online ? "online" : lastSeenText(person.lastSeen);
 }
 
-export function peoplePanel(people: People, onSelect: (userId: number) => void): PeoplePanel {
+export interface PersonCalls {
+  canCall(userId: number): boolean;
+  call(person: Person, video: boolean): void;
+}
+
+export function peoplePanel(
+  people: People,
+  onSelect: (userId: number) => void,
+  calls: PersonCalls | null = null,
+): PeoplePanel {
   const rows = new Map<number, Row>();
   let selected: number | null = null;
 
@@ -68,8 +78,27 @@ export function peoplePanel(people: People, onSelect: (userId: number) => void):
       ),
     );
     button.addEventListener("click", () => onSelect(person.userId));
-    const item = h("li", { class: "people-item" }, button);
-    return { item, button, status, dot };
+    const callButton = (video: boolean): HTMLButtonElement =>
+      h(
+        "button",
+        {
+          type: "button",
+          class: "person-call",
+          "data-testid": video ? "person-call-video" : "person-call-audio",
+          "aria-label": `${video ? "Video call" : "Call"} ${person.username}`,
+          title: video ? "Video call" : "Audio call",
+          onclick: () => {
+            const current = people.get(person.userId);
+            if (current) calls?.call(current, video);
+          },
+        },
+        icon(video ? "video" : "phone"),
+      );
+    const actions = calls
+      ? h("div", { class: "person-calls" }, callButton(false), callButton(true))
+      : null;
+    const item = h("li", { class: "people-item" }, button, actions);
+    return { item, button, actions, status, dot };
   }
 
   function updateRow(row: Row, person: Person): void {
@@ -79,6 +108,7 @@ export function peoplePanel(people: People, onSelect: (userId: number) => void):
     setAttr(row.button, "aria-label", `${person.username}, ${text}`);
     setAttr(row.button, "aria-current", person.userId === selected ? "true" : null);
     setAttr(row.dot, "data-presence", presence);
+    if (row.actions) row.actions.hidden = !calls?.canCall(person.userId);
     setText(row.status, text);
     setAttr(
       row.status,

@@ -2,6 +2,7 @@
 // an unread badge; live from the Chat store.
 
 import type { Chat, RoomEntry } from "../chat.ts";
+import { attachmentSummary } from "../media.ts";
 import type { People } from "../people.ts";
 import { avatar, groupAvatar } from "../ui/avatar.ts";
 import { h, setAttr, setText } from "../ui/dom.ts";
@@ -138,6 +139,9 @@ export function roomsPanel(
     const own = last.sender.user_id === chat.me;
     const who = own ? "You: " : group ? `${last.sender.username}: ` : "";
     if (last.deleted) return { text: `${who}Message deleted`, kind: "deleted" };
+    if (last.attachment) {
+      return { text: who + oneLine(attachmentSummary(last.attachment, last.text)), kind: "" };
+    }
     return { text: who + oneLine(last.text), kind: "" };
   }
 

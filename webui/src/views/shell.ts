@@ -2,14 +2,22 @@
 // (a conversation, or a placeholder).
 
 import { ApiError, NetworkError } from "../api.ts";
+import { Calls } from "../calls.ts";
 import { Chat } from "../chat.ts";
+import { MediaLinks, Uploads } from "../media.ts";
 import { People } from "../people.ts";
 import type { ConnectionState, Session } from "../session.ts";
 import { avatar } from "../ui/avatar.ts";
 import { h, setAttr, setText } from "../ui/dom.ts";
 import { icon } from "../ui/icons.ts";
 import { toaster } from "../ui/toast.ts";
-import { conversationView, openingConversation, type ConversationView } from "./conversation.ts";
+import { callOverlay } from "./call.ts";
+import {
+  conversationView,
+  openingConversation,
+  type CallControls,
+  type ConversationView,
+} from "./conversation.ts";
 import { newGroupDialog } from "./new-group.ts";
 import { peoplePanel, statusText } from "./people-panel.ts";
 import { roomsPanel } from "./rooms-panel.ts";
@@ -29,6 +37,21 @@ const STATE_LABEL: Record<ConnectionState, string> = {
 export function renderShell(root: HTMLElement, session: Session, options: ShellOptions): () => void {
   const people = new People(session);
   const chat = new Chat(session);
+  const uploads = new Uploads(session, chat);
+  const links = new MediaLinks(session);
+  const calls = new Calls(session);
+  const callControls: CallControls = {
+    unavailable(userId) {
+      if (calls.busy) return "You're in a call";
+      const person = people.get(userId);
+      if (!person?.online) return `${person?.username ?? "They"} is offline`;
+      return null;
+    },
+    start(peer, video) {
+      if (callControls.unavailable(peer.user_id) !== null) return;
+      void calls.start(peer, { audio: true, video });
+    },
+  };
 
   // -- top bar ------------------------------------------------------------------------------
   const statusLabel = h("span", { class: "status-label" });
@@ -112,6 +135,9 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
         current = conversationView({
           chat,
           people,
+          uploads,
+          links,
+          calls: callControls,
           roomId: selectedRoom,
           onBack: () => back(),
           toast: (text) => toasts.show(text),
@@ -212,7 +238,12 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
     }
   }
 
-  const panel = peoplePanel(people, (userId) => void openPerson(userId));
+  const panel = peoplePanel(people, (userId) => void openPerson(userId), {
+    canCall: (userId) => callControls.unavailable(userId) === null,
+    call: (person, video) =>
+      callControls.start({ user_id: person.userId, username: person.username }, video),
+  });
+  const callView = callOverlay(calls);
   const roomsList = roomsPanel(chat, people, {
     onSelect: (roomId) => {
       origin = { kind: "room", roomId };
@@ -233,6 +264,7 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
     topbar,
     layout,
     toasts.element,
+    ...callView.elements,
   );
 
   // -- live state ---------------------------------------------------------------------------
@@ -265,6 +297,14 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
     back();
   });
   const offNotice = chat.on("notice", ({ text }) => toasts.show(text));
+  const offCallNotice = calls.on("notice", ({ text }) => toasts.show(text));
+  let wasBusy = false;
+  const offCalls = calls.on("changed", () => {
+    if (calls.busy === wasBusy) return;
+    wasBusy = calls.busy; // call buttons are enabled again, or not
+    panel.tick();
+    current?.refresh();
+  });
   const ticker = window.setInterval(() => {
     panel.tick();
     roomsList.render();
@@ -291,6 +331,11 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
     offChat();
     offRemoved();
     offNotice();
+    offCallNotice();
+    offCalls();
+    callView.dispose();
+    calls.dispose();
+    uploads.dispose();
     disposeCurrent();
     panel.dispose();
     roomsList.dispose();
