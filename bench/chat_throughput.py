@@ -10,8 +10,9 @@ read; `--plain` starts `python -m appliance` itself and reports no batch sizes.
 Load: 100 users, one socket each, in two client processes (`_client` mode) that speak the
 engine.io v4 / socket.io v5 wire protocol by hand over aiohttp websockets, on uvloop: about
 35-65 us of client CPU per acked message against about 140 us for python-socketio's
-AsyncClient, which matters when client and server share 2 cores. A "sender" is one socket with one `chat:message` in flight: it sends, waits for the
-ack, sends the next. Senders 0..N-1 send; the other sockets stay connected and receive.
+AsyncClient, which matters when client and server share 2 cores. A "sender" is one socket
+with one `chat:message` in flight: it sends, waits for the ack, sends the next. Senders 0..N-1
+send; the other sockets stay connected and receive.
 
 Rooms: user 2k and 2k+1 share a direct room (every message is broadcast to exactly one other
 socket, the partner's); users 10g..10g+9 share a group room (broadcast to 9 other sockets).
@@ -496,6 +497,7 @@ class ServerRun:
     round: int
     phases: list[PhaseResult] = field(default_factory=list)
     rss_connected_mb: float = 0.0
+    rss_end_mb: float = 0.0  # after the last phase
     rss_peak_mb: float = 0.0
     server_cpu_s: float = 0.0
     acked_total: int = 0
@@ -767,10 +769,13 @@ AREAS: list[tuple[str, tuple[str, ...]]] = [
     ),
     (
         "websocket receive: frame parsing, ASGI receive",
-        ("data_received", "handle_events", "WebSocketsSansIOProtocol.receive", "receive_data"),
+        ("data_received", "handle_events", "WebSocketsSansIOProtocol.receive", "websockets/"),
     ),
     ("socket.io packet encode (data_is_binary, json.dumps)", ("Packet.__init__", "Packet.encode")),
-    ("socket.io packet decode (json.loads)", ("Packet.decode", "decode_packet")),
+    (
+        "socket.io packet decode (json.loads)",
+        ("Packet.decode", "decode_packet", "engineio/json.py"),
+    ),
     ("pydantic validation", ("model_validate",)),
     ("rate limiter", ("MemoryRateLimiter",)),
     ("ChatService.clean_text", ("ChatService.clean_text",)),
@@ -781,12 +786,12 @@ AREAS: list[tuple[str, tuple[str, ...]]] = [
         "fan-out emit (AsyncManager.emit, rooms)",
         ("AsyncManager.emit", "get_participants", "SocketNotifier", "AsyncServer.emit"),
     ),
-    (
-        "engine.io per-socket send queue and writer task",
-        ("AsyncSocket._websocket_handler.<locals>.writer", "AsyncSocket.send", "Queue."),
-    ),
     ("asyncio tasks and timeouts (create_task, wait_for)", ("asyncio/tasks.py",)),
     ("socket.io event dispatch and ack", ("socketio/async_server.py",)),
+    (
+        "engine.io per-socket loops (receive, send queue, writer task)",
+        ("engineio/", "Queue."),
+    ),
     ("gateway and ack wrappers", ("RealtimeGateway", "guarded", "register_chat_events")),
     ("rest of ChatService.send", ("ChatService",)),
     ("event loop itself (uvloop, in C)", ("Runner.run",)),
@@ -880,6 +885,7 @@ def run_server(
         if args.profile is not None and sync == "FULL" and round_no == 0:
             profile = profile_phase(server, clients, args, args.profile, extra)
         run.acked_total = sum(p.acked_total for p in run.phases + extra)
+        run.rss_end_mb = proc_status_mb(server.proc.pid, "VmRSS")
         run.rss_peak_mb = proc_status_mb(server.proc.pid, "VmHWM")
     finally:
         for client in clients:
@@ -1020,11 +1026,19 @@ def report(runs: list[ServerRun], refs: list[RefResult]) -> str:
         by_sync.setdefault(run.synchronous, []).append(run)
     out += [
         markdown_table(
-            ["sync", "server RSS connected MiB", "peak RSS MiB", "acked (all phases)", "stored"],
+            [
+                "sync",
+                "server RSS connected MiB",
+                "RSS after the phases MiB",
+                "peak RSS MiB",
+                "acked (all phases)",
+                "stored",
+            ],
             [
                 [
                     sync,
                     f"{median([r.rss_connected_mb for r in rs]):.0f}",
+                    f"{median([r.rss_end_mb for r in rs]):.0f}",
                     f"{max(r.rss_peak_mb for r in rs):.0f}",
                     str(sum(r.acked_total for r in rs)),
                     str(sum(r.rows_stored for r in rs)),
