@@ -10,6 +10,7 @@ import aiosqlite
 import pytest
 
 from appliance.storage.database import Database, load_migrations, migrate, schema_version
+from appliance.storage.messages import keys_query
 
 LATEST = len(load_migrations())
 
@@ -108,4 +109,16 @@ async def test_cancelled_transaction_leaves_connection_clean(tmp_path: Path) -> 
         )
     async with db.conn.execute("SELECT username FROM users") as cur:
         assert [r[0] for r in await cur.fetchall()] == ["y"]
+    await db.stop()
+
+
+async def test_message_lookup_by_client_id_uses_the_index(tmp_path: Path) -> None:
+    """The group-commit writer's idempotency lookup must not scan the messages table."""
+    db = Database(tmp_path / "q.db")
+    await db.start()
+    query = "EXPLAIN QUERY PLAN " + keys_query(2)
+    async with db.conn.execute(query, (1, 1, "a", 1, 1, "b")) as cur:
+        detail = " | ".join(str(r[3]) for r in await cur.fetchall())
+    assert "SCAN m" not in detail, detail
+    assert "USING INDEX sqlite_autoindex_messages_1" in detail, detail
     await db.stop()

@@ -51,6 +51,17 @@ class NewMessage:
         return (self.room_id, self.sender_id, self.client_msg_id)
 
 
+def keys_query(count: int) -> str:
+    """Messages by (room, sender, client id), each found through the unique index. (A row-value
+    `IN (VALUES ...)` would make SQLite scan the whole table for every batch.)"""
+    values = ",".join("(?, ?, ?)" for _ in range(count))
+    return f"WITH k(room_id, sender_id, client_msg_id) AS (VALUES {values}) " + _SELECT.replace(
+        " FROM messages m ",
+        " FROM k JOIN messages m ON m.room_id = k.room_id"
+        " AND m.sender_id = k.sender_id AND m.client_msg_id = k.client_msg_id ",
+    )
+
+
 def _record(row: aiosqlite.Row) -> MessageRecord:
     attachment = Attachment(row[9], row[10], row[11], row[12]) if row[9] is not None else None
     return MessageRecord(
@@ -76,9 +87,8 @@ class MessageRepository:
     ) -> dict[tuple[int, int, str], MessageRecord]:
         if not keys:
             return {}
-        values = ",".join("(?, ?, ?)" for _ in keys)
+        query = keys_query(len(keys))
         params = [v for key in keys for v in key]
-        query = _SELECT + f" WHERE (m.room_id, m.sender_id, m.client_msg_id) IN (VALUES {values})"
         async with conn.execute(query, params) as cur:
             rows = await cur.fetchall()
         found = {}
