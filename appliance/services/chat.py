@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +26,8 @@ ROOM_JOINED = "room:joined"
 ROOM_LEFT = "room:left"
 
 CLIENT_MSG_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_ALLOWED_CONTROLS = {"\n", "\t"}
+# C0 and C1 controls but tab and newline, DEL, and lone surrogates.
+_FORBIDDEN_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def message_payload(record: MessageRecord) -> dict[str, Any]:
@@ -89,6 +89,7 @@ class ChatService:
         self._clock = clock
         # room id -> member ids; filled on first use, kept current by this service's changes.
         self._members: dict[int, frozenset[int]] = {}
+        self._usernames: dict[int, str] = {}
         self._typing: dict[tuple[int, int], asyncio.Task[None]] = {}
 
     async def start(self) -> None:
@@ -112,10 +113,8 @@ class ChatService:
                 ErrorCode.INVALID_REQUEST,
                 f"text is longer than {self._config.max_text_length} characters",
             )
-        for char in text:
-            category = unicodedata.category(char)
-            if (category == "Cc" and char not in _ALLOWED_CONTROLS) or category == "Cs":
-                raise AppError(ErrorCode.INVALID_REQUEST, "text contains control characters")
+        if _FORBIDDEN_CHARS.search(text):
+            raise AppError(ErrorCode.INVALID_REQUEST, "text contains control characters")
         return text
 
     # -- membership -------------------------------------------------------------------------
@@ -126,6 +125,15 @@ class ChatService:
             cached = frozenset(await self._rooms.member_ids(room_id))
             self._members[room_id] = cached
         return cached
+
+    async def _username(self, user_id: int) -> str:
+        """Usernames never change, so each is read once."""
+        name = self._usernames.get(user_id)
+        if name is None:
+            user = await self._users.by_id(user_id)
+            name = user.username if user else ""
+            self._usernames[user_id] = name
+        return name
 
     async def require_member(self, user_id: int, room_id: int) -> frozenset[int]:
         """The room's members, or `not_found` for anyone outside it (existence is not told)."""
@@ -265,7 +273,15 @@ class ChatService:
             )
         text = self.clean_text(text) if media_id is None or text.strip() else ""
         record, created = await self._writer.write(
-            NewMessage(room_id, user_id, client_msg_id, text, self._clock(), media_id)
+            NewMessage(
+                room_id,
+                user_id,
+                client_msg_id,
+                text,
+                self._clock(),
+                media_id,
+                await self._username(user_id),
+            )
         )
         payload = message_payload(record)
         if created:

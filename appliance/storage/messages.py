@@ -45,10 +45,21 @@ class NewMessage:
     text: str
     created_at: float
     media_id: str | None = None
+    sender_name: str = ""
 
     @property
     def key(self) -> tuple[int, int, str]:
         return (self.room_id, self.sender_id, self.client_msg_id)
+
+
+def insert_query(count: int) -> str:
+    """Insert `count` messages; resends (same key) are skipped; the new rows' ids come back."""
+    values = ",".join("(?, ?, ?, ?, ?, ?)" for _ in range(count))
+    return (
+        "INSERT INTO messages (room_id, sender_id, client_msg_id, text, created_at, media_id)"
+        f" VALUES {values} ON CONFLICT (room_id, sender_id, client_msg_id) DO NOTHING"
+        " RETURNING id, room_id, sender_id, client_msg_id"
+    )
 
 
 def keys_query(count: int) -> str:
@@ -99,27 +110,38 @@ class MessageRepository:
 
     async def insert_batch(self, items: list[NewMessage]) -> list[tuple[MessageRecord, bool]]:
         """Insert many messages in one transaction. Returns, per item, the stored message and
-        whether this call created it (False: the same client_msg_id was already stored)."""
-        keys = list(dict.fromkeys(item.key for item in items))
+        whether this call created it (False: the same client_msg_id was already stored).
+
+        One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING does the work; only keys that
+        were already there (resends) and file messages are read back."""
+        first: dict[tuple[int, int, str], NewMessage] = {}
+        for item in items:
+            first.setdefault(item.key, item)
+        rows = list(first.values())
+        params = [
+            v
+            for m in rows
+            for v in (m.room_id, m.sender_id, m.client_msg_id, m.text, m.created_at, m.media_id)
+        ]
         async with self._db.transaction() as conn:
-            existing = await self._by_keys(conn, keys)
-            fresh: dict[tuple[int, int, str], NewMessage] = {}
-            for item in items:
-                if item.key not in existing and item.key not in fresh:
-                    fresh[item.key] = item
-            if fresh:
-                await conn.executemany(
-                    "INSERT INTO messages"
-                    " (room_id, sender_id, client_msg_id, text, created_at, media_id)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    [
-                        (m.room_id, m.sender_id, m.client_msg_id, m.text, m.created_at, m.media_id)
-                        for m in fresh.values()
-                    ],
-                )
-                created = await self._by_keys(conn, list(fresh))
-            else:
-                created = {}
+            async with conn.execute(insert_query(len(rows)), params) as cur:
+                new_ids = {(r[1], r[2], r[3]): int(r[0]) for r in await cur.fetchall()}
+            reread = [k for k in first if k not in new_ids or first[k].media_id is not None]
+            stored = await self._by_keys(conn, reread)
+        created: dict[tuple[int, int, str], MessageRecord] = {}
+        for key, message_id in new_ids.items():
+            item = first[key]
+            created[key] = stored.get(key) or MessageRecord(
+                id=message_id,
+                room_id=item.room_id,
+                sender_id=item.sender_id,
+                sender_name=item.sender_name,
+                client_msg_id=item.client_msg_id,
+                text=item.text,
+                created_at=item.created_at,
+                edited_at=None,
+                deleted_at=None,
+            )
         results: list[tuple[MessageRecord, bool]] = []
         first_seen: set[tuple[int, int, str]] = set()
         for item in items:
@@ -127,7 +149,7 @@ class MessageRepository:
                 first_seen.add(item.key)
                 results.append((created[item.key], True))
             else:
-                results.append((existing.get(item.key) or created[item.key], False))
+                results.append((stored.get(item.key) or created[item.key], False))
         return results
 
     async def get(self, message_id: int) -> MessageRecord | None:

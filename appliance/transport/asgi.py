@@ -29,6 +29,7 @@ from appliance.transport.realtime.call_events import register_call_events
 from appliance.transport.realtime.chat_events import register_chat_events
 from appliance.transport.realtime.gateway import RealtimeGateway, SocketNotifier
 from appliance.transport.realtime.media_events import register_media_events
+from appliance.transport.realtime.wire import FastJSON, TextPacket
 from appliance.transport.store_proxy import StoreProxy
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ class WebApp:
             ping_timeout=web.ping_timeout,
             logger=False,
             engineio_logger=False,
+            serializer=TextPacket,
+            json=FastJSON,
         )
         self.container = Container(settings, SocketNotifier(self.sio), clock)
         services = self.container
