@@ -9,7 +9,7 @@ read; `--plain` starts `python -m appliance` itself and reports no batch sizes.
 
 Load: 100 users, one socket each, in two client processes (`_client` mode) that speak the
 engine.io v4 / socket.io v5 wire protocol by hand over aiohttp websockets, on uvloop: about
-35-65 us of client CPU per acked message against about 140 us for python-socketio's
+30-65 us of client CPU per acked message against about 140 us for python-socketio's
 AsyncClient, which matters when client and server share 2 cores. A "sender" is one socket
 with one `chat:message` in flight: it sends, waits for the ack, sends the next. Senders 0..N-1
 send; the other sockets stay connected and receive.
