@@ -324,3 +324,36 @@ async def test_store_down(media: World) -> None:
     assert (await bob.sock.next("chat:message"))["text"] == "still here"
     call = await alice.sock.call("call:start", {"callee_id": bob.id})
     assert call["ok"]
+
+
+async def test_external_endpoint_same_code_path(tmp_path: Path) -> None:
+    """`managed = "none"`: an S3 endpoint the appliance does not run (here an rclone started
+    beside it); URLs point at the endpoint itself, the web origin proxies nothing."""
+    store_settings = make_settings(tmp_path / "store", {"storage": storage_overrides()})
+    storage = store_settings.config.storage
+    external = {
+        "managed": "none",
+        "endpoint": f"http://{storage.address}",
+        "access_key": storage.access_key,
+        "secret_key": storage.secret_key.get_secret_value(),
+    }
+    async with (
+        running_store(store_settings),
+        running_server(tmp_path / "d", {"storage": external}) as server,
+    ):
+        alice = await person(server, "alice")
+        bob = await person(server, "bob")
+        room = await alice.direct(bob)
+        body = (await ask_upload(alice, room)).json()
+        url = body["upload"]["url"]
+        assert url.startswith(f"http://{storage.address}/")  # straight to the endpoint
+        async with httpx.AsyncClient() as browser:
+            stored = await browser.put(url, content=PNG, headers={"Content-Type": "image/png"})
+            assert stored.status_code == 200
+            ack = await alice.sock.call("media:uploaded", {"media_id": body["media_id"]})
+            assert ack["ok"], ack
+            location = (await bob.get(f"/api/media/{body['media_id']}")).headers["Location"]
+            assert location.startswith(f"http://{storage.address}/")
+            assert (await browser.get(location)).content == PNG
+        # The web origin does not pass anything to an external store.
+        assert (await server.http.get(urlsplit(url).path + "?X-Amz-Signature=x")).status_code == 404
