@@ -1,4 +1,10 @@
-"""The SQLite database: one aiosqlite connection, WAL, foreign keys, numbered migrations."""
+"""The SQLite database: WAL, foreign keys, numbered migrations.
+
+One aiosqlite connection serves reads and most writes. The chat group-commit writer has a plain
+`sqlite3` connection on a thread of its own (`write_batch`), so a whole batch (BEGIN, INSERT,
+COMMIT) is one hand-off between threads instead of one per statement. Both write paths share one
+lock, so writes never wait on SQLite's own busy lock.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,17 @@ import contextlib
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 import aiosqlite
+
+T = TypeVar("T")
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -48,6 +58,8 @@ class Database:
         self._busy_timeout_ms = busy_timeout_ms
         self._conn: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._writer: ThreadPoolExecutor | None = None
+        self._writer_conn: sqlite3.Connection | None = None
 
     @property
     def path(self) -> Path:
@@ -69,11 +81,61 @@ class Database:
         await conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
         self._conn = conn
         await migrate(conn)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        await asyncio.get_running_loop().run_in_executor(self._writer, self._open_writer)
+
+    def _open_writer(self) -> None:
+        conn = sqlite3.connect(self._path, isolation_level=None)
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+        self._writer_conn = conn
+
+    def _close_writer(self) -> None:
+        if self._writer_conn is not None:
+            self._writer_conn.close()
+            self._writer_conn = None
 
     async def stop(self) -> None:
+        if self._writer is not None:
+            async with self._write_lock:  # a batch still in flight commits first
+                await asyncio.get_running_loop().run_in_executor(self._writer, self._close_writer)
+            self._writer.shutdown(wait=True)
+            self._writer = None
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
+
+    async def write_batch(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work(conn)` in one BEGIN IMMEDIATE ... COMMIT on the writer thread and return
+        its result. If it raises, the transaction is rolled back and the error re-raised. If
+        the caller is cancelled, the thread still commits or rolls back on its own, and the
+        write lock is held until it has."""
+        if self._writer is None:
+            raise RuntimeError("database is not started")
+        async with self._write_lock:
+            future = asyncio.get_running_loop().run_in_executor(
+                self._writer, self._in_transaction, work
+            )
+            try:
+                return await asyncio.shield(future)
+            finally:
+                if not future.done():
+                    await asyncio.wait([future])
+
+    def _in_transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._writer_conn
+        if conn is None:
+            raise RuntimeError("database is not started")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return result
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aiosqlite
 
@@ -73,7 +76,7 @@ def keys_query(count: int) -> str:
     )
 
 
-def _record(row: aiosqlite.Row) -> MessageRecord:
+def _record(row: Sequence[Any]) -> MessageRecord:
     attachment = Attachment(row[9], row[10], row[11], row[12]) if row[9] is not None else None
     return MessageRecord(
         id=row[0],
@@ -93,64 +96,17 @@ class MessageRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def _by_keys(
-        self, conn: aiosqlite.Connection, keys: list[tuple[int, int, str]]
-    ) -> dict[tuple[int, int, str], MessageRecord]:
-        if not keys:
-            return {}
-        query = keys_query(len(keys))
-        params = [v for key in keys for v in key]
-        async with conn.execute(query, params) as cur:
-            rows = await cur.fetchall()
-        found = {}
-        for row in rows:
-            record = _record(row)
-            found[(record.room_id, record.sender_id, record.client_msg_id)] = record
-        return found
-
     async def insert_batch(self, items: list[NewMessage]) -> list[tuple[MessageRecord, bool]]:
         """Insert many messages in one transaction. Returns, per item, the stored message and
         whether this call created it (False: the same client_msg_id was already stored).
 
         One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING does the work; only keys that
-        were already there (resends) and file messages are read back."""
+        were already there (resends) and file messages are read back. The whole transaction
+        runs on the database's writer thread (`Database.write_batch`)."""
         first: dict[tuple[int, int, str], NewMessage] = {}
         for item in items:
             first.setdefault(item.key, item)
-        rows = list(first.values())
-        params = [
-            v
-            for m in rows
-            for v in (m.room_id, m.sender_id, m.client_msg_id, m.text, m.created_at, m.media_id)
-        ]
-        async with self._db.transaction() as conn:
-            async with conn.execute(insert_query(len(rows)), params) as cur:
-                new_ids = {(r[1], r[2], r[3]): int(r[0]) for r in await cur.fetchall()}
-            reread = [k for k in first if k not in new_ids or first[k].media_id is not None]
-            stored = await self._by_keys(conn, reread)
-        created: dict[tuple[int, int, str], MessageRecord] = {}
-        for key, message_id in new_ids.items():
-            item = first[key]
-            created[key] = stored.get(key) or MessageRecord(
-                id=message_id,
-                room_id=item.room_id,
-                sender_id=item.sender_id,
-                sender_name=item.sender_name,
-                client_msg_id=item.client_msg_id,
-                text=item.text,
-                created_at=item.created_at,
-                edited_at=None,
-                deleted_at=None,
-            )
-        results: list[tuple[MessageRecord, bool]] = []
-        first_seen: set[tuple[int, int, str]] = set()
-        for item in items:
-            if item.key in created and item.key not in first_seen:
-                first_seen.add(item.key)
-                results.append((created[item.key], True))
-            else:
-                results.append((stored.get(item.key) or created[item.key], False))
-        return results
+        return await self._db.write_batch(lambda conn: _insert_rows(conn, items, first))
 
     async def get(self, message_id: int) -> MessageRecord | None:
         async with self._db.conn.execute(_SELECT + " WHERE m.id = ?", (message_id,)) as cur:
@@ -199,3 +155,50 @@ class MessageRepository:
             )
             changed = cur.rowcount == 1
         return await self.get(message_id) if changed else None
+
+
+def _insert_rows(
+    conn: sqlite3.Connection,
+    items: list[NewMessage],
+    first: dict[tuple[int, int, str], NewMessage],
+) -> list[tuple[MessageRecord, bool]]:
+    """`insert_batch`'s work, on the writer thread inside its transaction."""
+    rows = list(first.values())
+    params = [
+        v
+        for m in rows
+        for v in (m.room_id, m.sender_id, m.client_msg_id, m.text, m.created_at, m.media_id)
+    ]
+    new_ids = {
+        (r[1], r[2], r[3]): int(r[0]) for r in conn.execute(insert_query(len(rows)), params)
+    }
+    reread = [k for k in first if k not in new_ids or first[k].media_id is not None]
+    stored: dict[tuple[int, int, str], MessageRecord] = {}
+    if reread:
+        keys_params = [v for key in reread for v in key]
+        for row in conn.execute(keys_query(len(reread)), keys_params):
+            record = _record(row)
+            stored[(record.room_id, record.sender_id, record.client_msg_id)] = record
+    created: dict[tuple[int, int, str], MessageRecord] = {}
+    for key, message_id in new_ids.items():
+        item = first[key]
+        created[key] = stored.get(key) or MessageRecord(
+            id=message_id,
+            room_id=item.room_id,
+            sender_id=item.sender_id,
+            sender_name=item.sender_name,
+            client_msg_id=item.client_msg_id,
+            text=item.text,
+            created_at=item.created_at,
+            edited_at=None,
+            deleted_at=None,
+        )
+    results: list[tuple[MessageRecord, bool]] = []
+    first_seen: set[tuple[int, int, str]] = set()
+    for item in items:
+        if item.key in created and item.key not in first_seen:
+            first_seen.add(item.key)
+            results.append((created[item.key], True))
+        else:
+            results.append((stored.get(item.key) or created[item.key], False))
+    return results

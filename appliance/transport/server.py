@@ -9,7 +9,7 @@ from appliance.transport.asgi import WebApp
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
-    app = WebApp(settings)
+    app = WebApp(settings, freeze_heap=True)
     web = settings.config.web
     if web.server == "hypercorn":
         from hypercorn.asyncio import serve as hypercorn_serve

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import engineio
 import socketio
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,13 +65,46 @@ class SocketSession:
 
 
 class SocketNotifier:
-    """The `Notifier` the services use, delivered over Socket.IO rooms."""
+    """The `Notifier` the services use, delivered over Socket.IO rooms.
+
+    With the in-process manager (one `web` process), a broadcast is encoded once and handed to
+    each recipient's engine.io socket in turn: python-socketio's `emit` would spawn and await a
+    task per recipient, which was a tenth of the event loop's time under chat load
+    (docs/benchmarks.md, "Chat throughput"). With any other manager (a pub/sub one, for several
+    workers) every broadcast goes through `emit`, so it reaches the other workers too.
+    """
 
     def __init__(self, sio: socketio.AsyncServer) -> None:
         self._sio = sio
+        self._direct = type(sio.manager) is socketio.AsyncManager
 
     def sids_of(self, user_id: int) -> list[str]:
         return [sid for sid, _ in self._sio.manager.get_participants("/", user_room(user_id))]
+
+    async def _send(
+        self, event: str, payload: dict[str, Any], room: str, skip: list[str] | None = None
+    ) -> None:
+        if not self._direct:
+            await self._sio.emit(event, payload, room=room, skip_sid=skip or None)
+            return
+        manager = self._sio.manager
+        targets = [
+            eio_sid
+            for sid, eio_sid in manager.get_participants("/", room)
+            if not skip or sid not in skip
+        ]
+        if not targets:
+            return
+        encoded = self._sio.packet_class(
+            socketio.packet.EVENT, namespace="/", data=[event, payload]
+        ).encode()
+        frame = engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
+        eio = self._sio.eio
+        for eio_sid in targets:
+            try:
+                await eio.send_packet(eio_sid, frame)
+            except engineio.exceptions.SocketIsClosedError:
+                continue  # it left while we were sending; the others still get theirs
 
     async def to_everyone(
         self, event: str, payload: dict[str, Any], *, except_user: int | None = None
@@ -81,10 +115,10 @@ class SocketNotifier:
     async def to_user(
         self, user_id: int, event: str, payload: dict[str, Any], *, except_sid: str | None = None
     ) -> None:
-        await self._sio.emit(event, payload, room=user_room(user_id), skip_sid=except_sid)
+        await self._send(event, payload, user_room(user_id), [except_sid] if except_sid else None)
 
     async def to_socket(self, sid: str, event: str, payload: dict[str, Any]) -> None:
-        await self._sio.emit(event, payload, to=sid)
+        await self._send(event, payload, sid)
 
     async def to_room(
         self,
@@ -98,7 +132,7 @@ class SocketNotifier:
         skip = self.sids_of(except_user) if except_user is not None else []
         if except_sid is not None:
             skip.append(except_sid)
-        await self._sio.emit(event, payload, room=chat_room(room_id), skip_sid=skip or None)
+        await self._send(event, payload, chat_room(room_id), skip)
 
     async def join_room(self, user_id: int, room_id: int) -> None:
         for sid in self.sids_of(user_id):
