@@ -25,14 +25,14 @@ of the messages sent inside the window. Server CPU (utime+stime of all its threa
 Reference: raw `sqlite3` `executemany` of the same rows into a copy of the same database
 (same schema, foreign keys on, WAL) in the same temp dir, per sync mode: one commit per row,
 per 100 rows, per 256 rows (the writer's default batch) and one transaction for all; and the
-writer's own SQL (select by key, insert, select back) in batches of 100, as written and with
-the lookup through the unique index ("index join").
+writer's own SQL (`appliance.storage.messages._insert_rows`: one multi-row INSERT ... ON
+CONFLICT DO NOTHING RETURNING) in batches of 100.
 
-`--prefill N` stores N messages before the server starts (the writer's lookup scans the whole
-table, so the table's size matters); `--what-if by-keys-join` patches that lookup in the server
-process to go through the index: an experiment, not the product.
+`--prefill N` stores N messages before the server starts (the table's size must not matter);
+`--what-if no-gc-freeze` makes the server's `gc.freeze()` after start-up a no-op (the heap as it
+was before that change): an experiment, not the product.
 
-Run from the repository root (about 3.5 minutes on 2 cores):
+Run from the repository root (about 2.5 minutes on 2 cores):
 
   .venv/bin/python bench/chat_throughput.py
   .venv/bin/python bench/chat_throughput.py --profile /tmp/chat-profile --json out.json
@@ -80,21 +80,6 @@ INSERT = (
     "INSERT INTO messages (room_id, sender_id, client_msg_id, text, created_at)"
     " VALUES (?, ?, ?, ?, ?)"
 )
-_COLUMNS = (
-    "SELECT m.id, m.room_id, m.sender_id, u.username, m.client_msg_id, m.text, m.created_at,"
-    " m.edited_at, m.deleted_at"
-)
-# MessageRepository._by_keys's query: SQLite plans it as a full scan of `messages`.
-SELECT_BY_KEYS = (
-    _COLUMNS + " FROM messages m JOIN users u ON u.id = m.sender_id"
-    " WHERE (m.room_id, m.sender_id, m.client_msg_id) IN (VALUES {})"
-)
-# The same rows found through the UNIQUE (room_id, sender_id, client_msg_id) index.
-SELECT_BY_KEYS_JOIN = (
-    _COLUMNS + " FROM (VALUES {}) AS k JOIN messages m ON m.room_id = k.column1"
-    " AND m.sender_id = k.column2 AND m.client_msg_id = k.column3"
-    " JOIN users u ON u.id = m.sender_id"
-)
 WHAT_IF_ENV = "CHAT_BENCH_WHAT_IF"
 
 
@@ -107,33 +92,15 @@ def message_text(index: int, seq: int) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def patch_by_keys_join() -> None:
-    """What-if (--what-if by-keys-join), not the product: `_by_keys` through the index."""
-    from appliance.storage import messages
-
-    async def by_keys(
-        self: messages.MessageRepository, conn: Any, keys: list[tuple[int, int, str]]
-    ) -> dict[tuple[int, int, str], messages.MessageRecord]:
-        if not keys:
-            return {}
-        query = SELECT_BY_KEYS_JOIN.format(",".join("(?, ?, ?)" for _ in keys))
-        async with conn.execute(query, [v for key in keys for v in key]) as cur:
-            rows = await cur.fetchall()
-        found = {}
-        for row in rows:
-            record = messages.MessageRecord(*row)
-            found[(record.room_id, record.sender_id, record.client_msg_id)] = record
-        return found
-
-    messages.MessageRepository._by_keys = by_keys  # type: ignore[method-assign]
-
-
 def serve(argv: list[str]) -> int:
     from appliance.cli import main
     from appliance.storage.message_writer import MessageWriter
 
-    if os.environ.get(WHAT_IF_ENV) == "by-keys-join":
-        patch_by_keys_join()
+    if os.environ.get(WHAT_IF_ENV) == "no-gc-freeze":
+        # What-if, not the product: the web service's gc.freeze() after start-up does nothing.
+        import gc
+
+        gc.freeze = lambda: None
 
     counts = {"batches": 0, "messages": 0, "max": 0}
     original = MessageWriter._commit
@@ -429,6 +396,8 @@ def run_reference(
     rows: list[tuple[Any, ...]],
     budget: float,
 ) -> RefResult:
+    from appliance.storage.messages import NewMessage, _insert_rows
+
     path = work / f"ref-{synchronous}-{re.sub(r'[^a-z0-9]+', '_', method)}-{batch}.db"
     shutil.copyfile(template_db, path)
     conn = sqlite3.connect(path, isolation_level=None)
@@ -442,13 +411,9 @@ def run_reference(
         while done < len(rows) and time.perf_counter() - started < budget:
             chunk = rows[done : done + size]
             conn.execute("BEGIN IMMEDIATE")
-            if method.startswith("writer SQL"):
-                keys = [v for r in chunk for v in r[:3]]
-                select = SELECT_BY_KEYS_JOIN if method.endswith("index join") else SELECT_BY_KEYS
-                query = select.format(",".join("(?, ?, ?)" for _ in chunk))
-                conn.execute(query, keys).fetchall()
-                conn.executemany(INSERT, chunk)
-                conn.execute(query, keys).fetchall()
+            if method == "writer SQL":
+                items = [NewMessage(*r, sender_name="bench") for r in chunk]
+                _insert_rows(conn, items, {m.key: m for m in items})
             else:
                 conn.executemany(INSERT, chunk)
             conn.execute("COMMIT")
@@ -1089,9 +1054,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plain", action="store_true", help="python -m appliance, no batches")
     parser.add_argument(
         "--what-if",
-        choices=["by-keys-join"],
-        help="experiment, not the product: patch the server (by-keys-join: MessageRepository."
-        "_by_keys looks rows up through the unique index instead of scanning the table)",
+        choices=["no-gc-freeze"],
+        help="experiment, not the product: patch the server (no-gc-freeze: the web service's "
+        "gc.freeze() after start-up does nothing)",
     )
     parser.add_argument("--prefill", type=int, default=0, help="messages stored beforehand")
     parser.add_argument("--ref-rows", type=int, default=100_000)
@@ -1137,7 +1102,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = reference_rows(specs, args.ref_rows)
         refs = []
         plan = [("executemany", 1), ("executemany", 100), ("executemany", 256)]
-        plan += [("executemany", 0), ("writer SQL", 100), ("writer SQL, index join", 100)]
+        plan += [("executemany", 0), ("writer SQL", 100)]
         for sync in args.sync:
             for method, batch in plan:
                 ref = run_reference(

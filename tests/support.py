@@ -160,10 +160,13 @@ class EventClient:
 
 @asynccontextmanager
 async def running_server(
-    data_dir: Path, overrides: dict[str, dict[str, Any]] | None = None
+    data_dir: Path,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    *,
+    freeze_heap: bool = False,
 ) -> AsyncIterator[RunningServer]:
     settings = make_settings(data_dir, overrides)
-    app = WebApp(settings)
+    app = WebApp(settings, freeze_heap=freeze_heap)
     sock = bind_loopback()
     port = sock.getsockname()[1]
     server = uvicorn.Server(

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import aiosqlite
 
 from appliance.storage.database import Database
 
@@ -55,6 +54,7 @@ class NewMessage:
         return (self.room_id, self.sender_id, self.client_msg_id)
 
 
+@functools.lru_cache(maxsize=512)
 def insert_query(count: int) -> str:
     """Insert `count` messages; resends (same key) are skipped; the new rows' ids come back."""
     values = ",".join("(?, ?, ?, ?, ?, ?)" for _ in range(count))
@@ -65,6 +65,7 @@ def insert_query(count: int) -> str:
     )
 
 
+@functools.lru_cache(maxsize=512)
 def keys_query(count: int) -> str:
     """Messages by (room, sender, client id), each found through the unique index. (A row-value
     `IN (VALUES ...)` would make SQLite scan the whole table for every batch.)"""
@@ -169,9 +170,7 @@ def _insert_rows(
         for m in rows
         for v in (m.room_id, m.sender_id, m.client_msg_id, m.text, m.created_at, m.media_id)
     ]
-    new_ids = {
-        (r[1], r[2], r[3]): int(r[0]) for r in conn.execute(insert_query(len(rows)), params)
-    }
+    new_ids = {(r[1], r[2], r[3]): int(r[0]) for r in conn.execute(insert_query(len(rows)), params)}
     reread = [k for k in first if k not in new_ids or first[k].media_id is not None]
     stored: dict[tuple[int, int, str], MessageRecord] = {}
     if reread:

@@ -28,6 +28,7 @@ from appliance.transport.http.deps import CONTAINER_KEY
 from appliance.transport.http.errors import register_error_handlers
 from appliance.transport.realtime.call_events import register_call_events
 from appliance.transport.realtime.chat_events import register_chat_events
+from appliance.transport.realtime.engine import DirectSocketServer
 from appliance.transport.realtime.gateway import RealtimeGateway, SocketNotifier
 from appliance.transport.realtime.media_events import register_media_events
 from appliance.transport.realtime.wire import FastJSON, TextPacket
@@ -67,7 +68,7 @@ class WebApp:
     ) -> None:
         web = settings.config.web
         self._freeze_heap = freeze_heap
-        self.sio = socketio.AsyncServer(
+        self.sio = DirectSocketServer(
             async_mode="asgi",
             cors_allowed_origins=origin_checker(web),
             max_http_buffer_size=web.max_http_buffer_size,
@@ -78,7 +79,8 @@ class WebApp:
             serializer=TextPacket,
             json=FastJSON,
         )
-        self.container = Container(settings, SocketNotifier(self.sio), clock)
+        self.notifier = SocketNotifier(self.sio)
+        self.container = Container(settings, self.notifier, clock)
         services = self.container
         self.gateway = RealtimeGateway(
             self.sio,

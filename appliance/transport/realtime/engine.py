@@ -1,0 +1,189 @@
+"""engine.io sockets whose websocket transport costs no task and no timer per packet.
+
+python-engineio's `AsyncSocket` runs a websocket with a reader that wraps every received frame
+in a new task under `asyncio.wait_for`, and a writer task that takes every outgoing packet from
+a queue, again under `wait_for`. Under chat load that was a quarter of the event loop's time
+(docs/benchmarks.md, "Chat throughput"). `DirectSocket` keeps the engine.io protocol exactly
+(open, upgrade from polling with the `probe` exchange, ping/pong, close) and changes only how
+the websocket is driven:
+
+- the reader awaits frames in the connection's own task; a watchdog timer, re-armed once per
+  ping cycle rather than per frame, ends a connection that stays silent for
+  ping_interval + ping_timeout (what `wait_for` did) or whose socket was closed;
+- a packet is written to the websocket by the coroutine that sends it; if a write is already
+  in progress (the transport is applying back-pressure), it joins a backlog that the writer in
+  progress drains, so packets keep their order.
+
+Long-polling sockets are untouched. The swap happens when engine.io reports a new connection
+(`DirectEngineServer._trigger_event`), before any transport runs. It relies on python-engineio
+4.x internals (`AsyncSocket`, `queue`, `upgrading`/`upgraded`, `_websocket_handler`);
+tests/test_engine_socket.py pins them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any
+
+import engineio
+import socketio
+from engineio import exceptions, packet
+from engineio.async_socket import AsyncSocket
+
+log = logging.getLogger(__name__)
+
+
+class DirectSocket(AsyncSocket):  # type: ignore[misc]
+    # engine.io's own state, set by BaseSocket.__init__ (declared for the type checker)
+    connected: bool
+    upgrading: bool
+    upgraded: bool
+    closed: bool
+    # Class-level defaults: instances start life as AsyncSocket and are re-classed.
+    _ws: Any = None
+    _writing: bool = False
+    _backlog: deque[Any] | None = None
+    _broken: bool = False
+    _last_frame: float = 0.0
+    _waiting: bool = False
+    _expired: bool = False
+
+    async def send(self, pkt: Any) -> None:
+        ws = self._ws
+        if ws is None:
+            await super().send(pkt)  # polling, or the websocket is not up yet: the queue
+            return
+        if not await self.check_ping_timeout():
+            return
+        if self._writing:
+            if self._backlog is None:
+                self._backlog = deque()
+            self._backlog.append(pkt)
+            return
+        await self._write(ws, pkt)
+
+    async def _write(self, ws: Any, pkt: Any) -> None:
+        self._writing = True
+        try:
+            await ws.send(pkt.encode())
+            while self._backlog:
+                await ws.send(self._backlog.popleft().encode())
+        except Exception:  # the peer is gone; the reader sees the close
+            self._broken = True
+            if self._backlog:
+                self._backlog.clear()
+        finally:
+            self._writing = False
+
+    async def _websocket_handler(self, ws: Any) -> None:
+        server = self.server
+        if self.connected:
+            if not await self._upgrade(ws):
+                return
+        else:
+            self.connected = True
+            self.upgraded = True
+        # Whatever was queued before the websocket took over (the OPEN packet, or what the
+        # application sent during an upgrade) goes first, in order.
+        backlog = []
+        while not self.queue.empty():
+            queued = self.queue.get_nowait()
+            self.queue.task_done()
+            if queued is not None:
+                backlog.append(queued)
+        self._backlog = deque(backlog)
+        self._ws = ws
+        if backlog:
+            await self._write(ws, self._backlog.popleft())
+        loop = asyncio.get_running_loop()
+        reader = asyncio.current_task()
+        silence = server.ping_interval + server.ping_timeout
+        self._last_frame = loop.time()
+        timer = loop.call_later(silence, self._watch, loop, reader, silence)
+        cancelled = False
+        try:
+            while not self.closed and not self._broken:
+                self._waiting = True
+                try:
+                    data = await ws.wait()
+                except asyncio.CancelledError:
+                    if self._expired and reader is not None:
+                        reader.uncancel()  # our watchdog's doing: a silent or closed socket
+                    else:
+                        cancelled = True
+                    break
+                except Exception:  # the connection closed (OSError) or failed
+                    break
+                finally:
+                    self._waiting = False
+                if data is None:
+                    break
+                if len(data) > server.max_http_buffer_size:
+                    break  # what engine.io does with a packet over the limit: hang up
+                self._last_frame = loop.time()
+                try:
+                    await self.receive(packet.Packet(encoded_packet=data))
+                except exceptions.UnknownPacketError:
+                    pass
+                except exceptions.SocketIsClosedError:
+                    break
+                except Exception:
+                    log.exception("engine.io receive failed")
+        finally:
+            timer.cancel()
+            self._ws = None
+        await ws.close()
+        await self.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+        if cancelled:
+            raise asyncio.CancelledError
+
+    def _watch(self, loop: asyncio.AbstractEventLoop, reader: Any, silence: float) -> None:
+        """Once per ping cycle: end a reader that has been waiting for too long."""
+        if self._ws is None:
+            return
+        quiet_for = loop.time() - self._last_frame
+        if self._waiting and (self.closed or quiet_for >= silence):
+            self._expired = True
+            reader.cancel()
+            return
+        loop.call_later(max(silence - quiet_for, 1.0), self._watch, loop, reader, silence)
+
+    async def _upgrade(self, ws: Any) -> bool:
+        """polling -> websocket: `2probe` / `3probe`, end the pending poll, then `5`."""
+        self.upgrading = True
+        try:
+            probe = packet.Packet(encoded_packet=await ws.wait())
+            if probe.packet_type != packet.PING or probe.data != "probe":
+                log.info("%s: websocket upgrade without the PING probe", self.sid)
+                return False
+            await ws.send(packet.Packet(packet.PONG, data="probe").encode())
+            await self.queue.put(packet.Packet(packet.NOOP))  # the pending poll returns
+            upgrade = packet.Packet(encoded_packet=await ws.wait())
+            if upgrade.packet_type != packet.UPGRADE:
+                log.info("%s: websocket upgrade without the UPGRADE packet", self.sid)
+                self.upgraded = False
+                return False
+            self.upgraded = True
+            return True
+        except OSError:
+            return False
+        finally:
+            self.upgrading = False
+
+
+class DirectEngineServer(engineio.AsyncServer):  # type: ignore[misc]
+    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        if event == "connect":
+            sock = self.sockets.get(args[0])
+            if type(sock) is AsyncSocket:
+                sock.__class__ = DirectSocket
+        return await super()._trigger_event(event, *args, **kwargs)
+
+
+class DirectSocketServer(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio's server on `DirectEngineServer`."""
+
+    def _engineio_server_class(self) -> type[engineio.AsyncServer]:
+        return DirectEngineServer

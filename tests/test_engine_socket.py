@@ -1,0 +1,126 @@
+"""The engine.io websocket transport without a task per packet (appliance/transport/realtime/
+engine.py): the sockets really are swapped, upgrades from polling work, order survives
+back-pressure, a silent client is hung up on, and the library internals it leans on are there."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import engineio
+import socketio
+from engineio.async_socket import AsyncSocket
+
+from appliance.transport.realtime.engine import DirectEngineServer, DirectSocket
+from tests.support import RunningServer, running_server
+
+
+def ws_url(server: RunningServer) -> str:
+    return server.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+
+
+async def raw_connect(session: aiohttp.ClientSession, server: RunningServer, token: str) -> Any:
+    """An engine.io v4 / socket.io v5 connection by hand; returns (ws, socket.io sid)."""
+    ws = await session.ws_connect(ws_url(server), max_msg_size=0)
+    assert (await ws.receive_str()).startswith("0")
+    await ws.send_str("40" + json.dumps({"token": token}))
+    while True:
+        frame = await ws.receive_str()
+        if frame.startswith("40"):
+            return ws, json.loads(frame[2:])["sid"]
+
+
+def server_socket(server: RunningServer, eio_sid: str) -> Any:
+    return server.app.sio.eio.sockets[eio_sid]
+
+
+async def until(condition: Any, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+def test_the_library_internals_we_lean_on_are_there() -> None:
+    # The swap happens on engine.io's "connect" event, after the socket is registered and
+    # before its transport runs; the websocket transport calls `_websocket_handler`.
+    connect = inspect.getsource(engineio.AsyncServer._handle_connect)
+    assert "self.sockets[sid] = s" in connect
+    assert connect.index("_trigger_event('connect'") < connect.index("handle_get_request")
+    upgrade = inspect.getsource(AsyncSocket._upgrade_websocket)
+    assert "self._websocket_handler" in upgrade
+    for name in ("queue", "upgrading", "upgraded", "connected", "closed"):
+        assert name in inspect.getsource(engineio.base_socket.BaseSocket.__init__)
+    for name in ("check_ping_timeout", "receive", "close", "send", "schedule_ping"):
+        assert callable(getattr(AsyncSocket, name))
+    assert callable(socketio.AsyncServer._engineio_server_class)
+
+
+async def test_websocket_connections_get_the_direct_socket(server: RunningServer) -> None:
+    assert isinstance(server.app.sio.eio, DirectEngineServer)
+    await server.add_user("alice")
+    alice = await server.user_socket("alice")
+    assert type(server_socket(server, alice.sio.eio.sid)) is DirectSocket
+    assert (await alice.call("presence:list"))["ok"] is True
+
+
+async def test_upgrade_from_polling_keeps_both_directions(server: RunningServer) -> None:
+    await server.add_user("alice")
+    bob_id = await server.add_user("bob")
+    alice = server.client()
+    await alice.connect(await server.token("alice"), transports=["polling", "websocket"])
+    await alice.next("presence:list")
+    await until(lambda: alice.sio.eio.current_transport == "websocket")
+    sock = server_socket(server, alice.sio.eio.sid)
+    assert type(sock) is DirectSocket
+    assert sock.upgraded
+    # client -> server, with its ack back
+    assert (await alice.call("presence:list"))["ok"] is True
+    # server -> client, after the upgrade
+    await server.user_socket("bob")
+    assert (await alice.next("user_online"))["user_id"] == bob_id
+
+
+async def test_back_pressure_keeps_the_order(server: RunningServer) -> None:
+    await server.add_user("alice")
+    token = await server.token("alice")
+    count, pad = 2000, "x" * 4000  # ~8 MB: far more than the socket buffers hold
+    async with aiohttp.ClientSession() as session:
+        ws, sid = await raw_connect(session, server, token)
+        eio_sid = server.app.sio.manager.eio_sid_from_sid(sid, "/")
+        sock = server_socket(server, eio_sid)
+        notifier = server.app.notifier
+        sending = asyncio.gather(
+            *(notifier.to_socket(sid, "test:seq", {"n": i, "pad": pad}) for i in range(count))
+        )
+        # The client reads nothing yet, so the transport pushes back and packets queue up.
+        await until(lambda: sock._writing and bool(sock._backlog))
+        seen: list[int] = []
+        while len(seen) < count:
+            frame = await ws.receive_str(timeout=10)
+            if frame.startswith('42["test:seq"'):
+                seen.append(json.loads(frame[2:])[1]["n"])
+        await asyncio.wait_for(sending, 10)
+        assert seen == list(range(count))
+        await ws.close()
+
+
+async def test_a_silent_client_is_hung_up_on(tmp_path: Path) -> None:
+    overrides = {"web": {"presence_grace": 0, "ping_interval": 1, "ping_timeout": 1}}
+    async with running_server(tmp_path / "d", overrides) as server:
+        await server.add_user("bob")
+        async with aiohttp.ClientSession() as session:
+            ws, sid = await raw_connect(session, server, await server.token("bob"))
+            eio_sid = server.app.sio.manager.eio_sid_from_sid(sid, "/")
+            sock = server_socket(server, eio_sid)
+            # Never answer a ping: within a few ping cycles the server closes the websocket.
+            async with asyncio.timeout(10):
+                async for _ in ws:
+                    pass
+            assert ws.closed
+            assert sock.closed
+            assert sock._ws is None
+            assert eio_sid not in server.app.sio.eio.sockets or sock.closed
