@@ -1,4 +1,5 @@
-"""`Database.write_batch`: the group-commit writer's one-hop transaction on its own thread."""
+"""`Database.write_batch`: the group-commit writer's one-hop transaction on its own thread, and
+`MessageRepository.insert_batch` on it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from appliance.storage.database import Database
+from appliance.storage.messages import MessageRepository, NewMessage
 
 
 async def started(tmp_path: Path) -> Database:
@@ -104,3 +106,41 @@ async def test_stop_lets_a_batch_in_flight_commit(tmp_path: Path) -> None:
         assert check.execute("SELECT v FROM t").fetchall() == [(7,)]
     with pytest.raises(RuntimeError):
         await db.write_batch(lambda conn: None)
+
+
+async def test_insert_batch_ids_follow_the_rows_and_resends_keep_theirs(tmp_path: Path) -> None:
+    db = Database(tmp_path / "app.db")
+    await db.start()
+    try:
+        await db.conn.execute(
+            "INSERT INTO users (username, password_hash, is_admin, created_at)"
+            " VALUES ('ann', 'x', 0, 0)"
+        )
+        await db.conn.execute("INSERT INTO rooms (kind, name, created_at) VALUES ('group', 'g', 0)")
+        repo = MessageRepository(db)
+
+        def new(cid: str, text: str) -> NewMessage:
+            return NewMessage(1, 1, cid, text, 1.0, sender_name="ann")
+
+        # All new: ids come from the row count, in VALUES order (the fast path).
+        first = await repo.insert_batch([new(f"c{i}", f"text {i}") for i in range(5)])
+        assert [created for _, created in first] == [True] * 5
+        for record, _ in first:
+            stored = await repo.get(record.id)
+            assert stored is not None
+            assert (stored.client_msg_id, stored.text) == (record.client_msg_id, record.text)
+        # A resend, a new one twice, another new one: read back by key (the fallback).
+        mixed = await repo.insert_batch(
+            [new("c2", "again"), new("n1", "one"), new("n1", "one dup"), new("n2", "two")]
+        )
+        assert mixed[0] == (first[2][0], False)  # the original row, text unchanged
+        assert mixed[1][1] is True and mixed[2] == (mixed[1][0], False)
+        assert mixed[3][1] is True
+        for record, _ in mixed:
+            stored = await repo.get(record.id)
+            assert stored is not None and stored.client_msg_id == record.client_msg_id
+            assert stored.text == record.text
+        count = await db.conn.execute_fetchall("SELECT count(*) FROM messages")
+        assert count[0][0] == 7
+    finally:
+        await db.stop()

@@ -56,12 +56,11 @@ class NewMessage:
 
 @functools.lru_cache(maxsize=512)
 def insert_query(count: int) -> str:
-    """Insert `count` messages; resends (same key) are skipped; the new rows' ids come back."""
+    """Insert `count` messages in one statement; resends (same key) are skipped."""
     values = ",".join("(?, ?, ?, ?, ?, ?)" for _ in range(count))
     return (  # only placeholders are formatted in; the values travel as parameters
         "INSERT INTO messages (room_id, sender_id, client_msg_id, text, created_at, media_id)"  # noqa: S608
         f" VALUES {values} ON CONFLICT (room_id, sender_id, client_msg_id) DO NOTHING"
-        " RETURNING id, room_id, sender_id, client_msg_id"
     )
 
 
@@ -163,21 +162,35 @@ def _insert_rows(
     items: list[NewMessage],
     first: dict[tuple[int, int, str], NewMessage],
 ) -> list[tuple[MessageRecord, bool]]:
-    """`insert_batch`'s work, on the writer thread inside its transaction."""
+    """`insert_batch`'s work, on the writer thread inside its transaction.
+
+    Every row SQLite hands back to Python is a GIL hand-off on this thread, and under load each
+    one waits for the busy event loop; so the new ids are not read back row by row (RETURNING)
+    but derived: SQLite gives a new row the largest id + 1, so when all `n` rows went in and the
+    last id is `top + n`, they hold top+1 .. top+n in VALUES order. Otherwise (resends in the
+    batch) every key is read back, and the rows with an id above `top` are this batch's."""
     rows = list(first.values())
     params = [
         v
         for m in rows
         for v in (m.room_id, m.sender_id, m.client_msg_id, m.text, m.created_at, m.media_id)
     ]
-    new_ids = {(r[1], r[2], r[3]): int(r[0]) for r in conn.execute(insert_query(len(rows)), params)}
-    reread = [k for k in first if k not in new_ids or first[k].media_id is not None]
+    (top,) = conn.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()
+    cursor = conn.execute(insert_query(len(rows)), params)
+    new_ids: dict[tuple[int, int, str], int] = {}
+    if cursor.rowcount == len(rows) and cursor.lastrowid == top + len(rows):
+        new_ids = {m.key: top + 1 + i for i, m in enumerate(rows)}
+        reread = [m.key for m in rows if m.media_id is not None]
+    else:
+        reread = list(first)
     stored: dict[tuple[int, int, str], MessageRecord] = {}
     if reread:
         keys_params = [v for key in reread for v in key]
         for row in conn.execute(keys_query(len(reread)), keys_params):
             record = _record(row)
             stored[(record.room_id, record.sender_id, record.client_msg_id)] = record
+            if record.id > top:
+                new_ids[(record.room_id, record.sender_id, record.client_msg_id)] = record.id
     created: dict[tuple[int, int, str], MessageRecord] = {}
     for key, message_id in new_ids.items():
         item = first[key]
