@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,20 @@ async def started(tmp_path: Path) -> Database:
     await db.start()
     await db.conn.execute("CREATE TABLE t (v INTEGER NOT NULL UNIQUE)")
     return db
+
+
+def blocking_insert(
+    value: int,
+) -> tuple[Callable[[sqlite3.Connection], None], threading.Event, threading.Event]:
+    """Work that inserts `value`, says it has (`entered`), then waits for `release`."""
+    entered, release = threading.Event(), threading.Event()
+
+    def work(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t VALUES (?)", (value,))
+        entered.set()
+        release.wait(10)
+
+    return work, entered, release
 
 
 async def values(db: Database) -> list[int]:
@@ -61,13 +76,7 @@ async def test_an_error_rolls_the_whole_batch_back(tmp_path: Path) -> None:
 async def test_a_cancelled_caller_leaves_the_batch_to_finish_first(tmp_path: Path) -> None:
     db = await started(tmp_path)
     try:
-        entered, release = threading.Event(), threading.Event()
-
-        def slow(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT INTO t VALUES (1)")
-            entered.set()
-            release.wait(10)
-
+        slow, entered, release = blocking_insert(1)
         batch = asyncio.create_task(db.write_batch(slow))
         await asyncio.to_thread(entered.wait, 10)
         batch.cancel()
@@ -90,13 +99,7 @@ async def test_a_cancelled_caller_leaves_the_batch_to_finish_first(tmp_path: Pat
 
 async def test_stop_lets_a_batch_in_flight_commit(tmp_path: Path) -> None:
     db = await started(tmp_path)
-    entered, release = threading.Event(), threading.Event()
-
-    def slow(conn: sqlite3.Connection) -> None:
-        conn.execute("INSERT INTO t VALUES (7)")
-        entered.set()
-        release.wait(10)
-
+    slow, entered, release = blocking_insert(7)
     batch = asyncio.create_task(db.write_batch(slow))
     await asyncio.to_thread(entered.wait, 10)
     stopping = asyncio.create_task(db.stop())
