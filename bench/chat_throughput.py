@@ -25,7 +25,7 @@ of the messages sent inside the window. Server CPU (utime+stime of all its threa
 Reference: raw `sqlite3` `executemany` of the same rows into a copy of the same database
 (same schema, foreign keys on, WAL) in the same temp dir, per sync mode: one commit per row,
 per 100 rows, per 256 rows (the writer's default batch) and one transaction for all; and the
-writer's own SQL (`appliance.storage.messages._insert_rows`: one multi-row INSERT ... ON
+writer's own SQL (`appliance.storage.messages.store_rows`: one multi-row INSERT ... ON
 CONFLICT DO NOTHING RETURNING) in batches of 100.
 
 `--prefill N` stores N messages before the server starts (the table's size must not matter);
@@ -396,7 +396,7 @@ def run_reference(
     rows: list[tuple[Any, ...]],
     budget: float,
 ) -> RefResult:
-    from appliance.storage.messages import NewMessage, _insert_rows
+    from appliance.storage.messages import store_rows
 
     path = work / f"ref-{synchronous}-{re.sub(r'[^a-z0-9]+', '_', method)}-{batch}.db"
     shutil.copyfile(template_db, path)
@@ -412,8 +412,7 @@ def run_reference(
             chunk = rows[done : done + size]
             conn.execute("BEGIN IMMEDIATE")
             if method == "writer SQL":
-                items = [NewMessage(*r, sender_name="bench") for r in chunk]
-                _insert_rows(conn, items, {m.key: m for m in items})
+                store_rows(conn, [(*r, None) for r in chunk])
             else:
                 conn.executemany(INSERT, chunk)
             conn.execute("COMMIT")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import signal
 import sqlite3
 import subprocess
@@ -63,9 +64,22 @@ class ServerProcess:
         raise AssertionError("server did not start")
 
     def kill(self) -> None:
+        """SIGKILL the server, and see its helper processes (the message writer) go too: the
+        writer's stdin closes with its parent, and it exits rather than write on unsupervised."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
+        pid = self.proc.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        assert children, "the server has no writer process"
+        pidfds = [os.pidfd_open(int(child)) for child in children]
+        try:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+            for fd in pidfds:  # a pidfd turns readable when its process exits
+                exited, _, _ = select.select([fd], [], [], 10)
+                assert exited, "a helper process outlived the killed server"
+        finally:
+            for fd in pidfds:
+                os.close(fd)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

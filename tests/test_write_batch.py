@@ -1,18 +1,67 @@
-"""`Database.write_batch`: the group-commit writer's one-hop transaction on its own thread, and
-`MessageRepository.insert_batch` on it."""
+"""`Database.write_batch`: the group-commit writer's one-round-trip transaction in its own
+process, and `MessageRepository.insert_batch` on it."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sqlite3
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from appliance.storage.database import Database
 from appliance.storage.messages import MessageRepository, NewMessage
+from appliance.storage.writer_process import WriterGoneError
+
+# Work functions run in the writer process, so they live at module level (found by name there).
+
+
+def insert_two(conn: sqlite3.Connection, values: tuple[int, int]) -> int:
+    conn.executemany("INSERT INTO t VALUES (?)", [(v,) for v in values])
+    return os.getpid()
+
+
+def insert_one(conn: sqlite3.Connection, value: int) -> None:
+    conn.execute("INSERT INTO t VALUES (?)", (value,))
+
+
+def half_then_fail(conn: sqlite3.Connection, value: int) -> None:
+    conn.execute("INSERT INTO t VALUES (?)", (value,))
+    conn.execute("INSERT INTO t VALUES (?)", (value,))  # UNIQUE violation
+
+
+def insert_and_block(conn: sqlite3.Connection, arg: tuple[int, str, str]) -> None:
+    """Insert, say so through the `entered` FIFO, then wait until `release` is written."""
+    value, entered, release = arg
+    conn.execute("INSERT INTO t VALUES (?)", (value,))
+    with open(entered, "w") as say:
+        say.write("in")
+    with open(release) as wait:
+        wait.read()
+
+
+def unpicklable_result(conn: sqlite3.Connection, arg: None) -> object:
+    return lambda: None
+
+
+class Gate:
+    """Two FIFOs: the writer process says it is inside its transaction, then waits for us."""
+
+    def __init__(self, folder: Path) -> None:
+        self.entered, self.release = folder / "entered", folder / "release"
+        os.mkfifo(self.entered)
+        os.mkfifo(self.release)
+
+    def arg(self, value: int) -> tuple[int, str, str]:
+        return (value, str(self.entered), str(self.release))
+
+    async def wait_entered(self) -> None:
+        await asyncio.to_thread(self.entered.read_text)
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self.release.write_text, "go")
 
 
 async def started(tmp_path: Path) -> Database:
@@ -20,20 +69,6 @@ async def started(tmp_path: Path) -> Database:
     await db.start()
     await db.conn.execute("CREATE TABLE t (v INTEGER NOT NULL UNIQUE)")
     return db
-
-
-def blocking_insert(
-    value: int,
-) -> tuple[Callable[[sqlite3.Connection], None], threading.Event, threading.Event]:
-    """Work that inserts `value`, says it has (`entered`), then waits for `release`."""
-    entered, release = threading.Event(), threading.Event()
-
-    def work(conn: sqlite3.Connection) -> None:
-        conn.execute("INSERT INTO t VALUES (?)", (value,))
-        entered.set()
-        release.wait(10)
-
-    return work, entered, release
 
 
 async def values(db: Database) -> list[int]:
@@ -44,13 +79,8 @@ async def values(db: Database) -> list[int]:
 async def test_commits_and_returns_the_result(tmp_path: Path) -> None:
     db = await started(tmp_path)
     try:
-
-        def work(conn: sqlite3.Connection) -> int:
-            conn.executemany("INSERT INTO t VALUES (?)", [(1,), (2,)])
-            return threading.get_ident()
-
-        thread = await db.write_batch(work)
-        assert thread != threading.get_ident()  # ran on the writer thread
+        pid = await db.write_batch(insert_two, (1, 2))
+        assert pid == db.writer_pid != os.getpid()  # ran in the writer process
         assert await values(db) == [1, 2]  # visible to the other connection: committed
     finally:
         await db.stop()
@@ -59,15 +89,12 @@ async def test_commits_and_returns_the_result(tmp_path: Path) -> None:
 async def test_an_error_rolls_the_whole_batch_back(tmp_path: Path) -> None:
     db = await started(tmp_path)
     try:
-
-        def half_then_fail(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT INTO t VALUES (1)")
-            conn.execute("INSERT INTO t VALUES (1)")  # UNIQUE violation
-
         with pytest.raises(sqlite3.IntegrityError):
-            await db.write_batch(half_then_fail)
+            await db.write_batch(half_then_fail, 1)
         assert await values(db) == []
-        await db.write_batch(lambda conn: conn.execute("INSERT INTO t VALUES (3)"))
+        with pytest.raises(RuntimeError, match="function"):  # a result that cannot travel back
+            await db.write_batch(unpicklable_result, None)
+        await db.write_batch(insert_one, 3)  # the same process goes on
         assert await values(db) == [3]
     finally:
         await db.stop()
@@ -75,10 +102,10 @@ async def test_an_error_rolls_the_whole_batch_back(tmp_path: Path) -> None:
 
 async def test_a_cancelled_caller_leaves_the_batch_to_finish_first(tmp_path: Path) -> None:
     db = await started(tmp_path)
+    gate = Gate(tmp_path)
     try:
-        slow, entered, release = blocking_insert(1)
-        batch = asyncio.create_task(db.write_batch(slow))
-        await asyncio.to_thread(entered.wait, 10)
+        batch = asyncio.create_task(db.write_batch(insert_and_block, gate.arg(1)))
+        await gate.wait_entered()
         batch.cancel()
 
         async def other_write() -> None:
@@ -87,28 +114,55 @@ async def test_a_cancelled_caller_leaves_the_batch_to_finish_first(tmp_path: Pat
 
         other = asyncio.create_task(other_write())
         await asyncio.sleep(0.05)  # give the other write every chance to jump the queue
-        assert not other.done()  # the lock is still held for the thread's transaction
-        release.set()
+        assert not other.done()  # the lock is still held for the writer's transaction
+        await gate.open()
         with pytest.raises(asyncio.CancelledError):
             await batch
         await asyncio.wait_for(other, 10)
-        assert await values(db) == [1, 2]  # the thread committed; no "database is locked"
+        assert await values(db) == [1, 2]  # the writer committed; no "database is locked"
+        await db.write_batch(insert_one, 3)  # its reply was consumed, not left for this call
+        assert await values(db) == [1, 2, 3]
     finally:
         await db.stop()
 
 
 async def test_stop_lets_a_batch_in_flight_commit(tmp_path: Path) -> None:
     db = await started(tmp_path)
-    slow, entered, release = blocking_insert(7)
-    batch = asyncio.create_task(db.write_batch(slow))
-    await asyncio.to_thread(entered.wait, 10)
+    gate = Gate(tmp_path)
+    writer = db.writer_pid
+    assert writer is not None
+    batch = asyncio.create_task(db.write_batch(insert_and_block, gate.arg(7)))
+    await gate.wait_entered()
     stopping = asyncio.create_task(db.stop())
-    release.set()
+    await gate.open()
     await asyncio.wait_for(asyncio.gather(batch, stopping), 10)
     with sqlite3.connect(tmp_path / "app.db") as check:
         assert check.execute("SELECT v FROM t").fetchall() == [(7,)]
+    assert not Path(f"/proc/{writer}").exists()  # the writer process has exited
     with pytest.raises(RuntimeError):
-        await db.write_batch(lambda conn: None)
+        await db.write_batch(insert_one, 8)
+
+
+async def test_a_dead_writer_fails_its_batch_and_the_next_one_gets_a_new_process(
+    tmp_path: Path,
+) -> None:
+    db = await started(tmp_path)
+    gate = Gate(tmp_path)
+    try:
+        first = db.writer_pid
+        assert first is not None
+        batch = asyncio.create_task(db.write_batch(insert_and_block, gate.arg(1)))
+        await gate.wait_entered()
+        os.kill(first, signal.SIGKILL)  # dies inside its transaction
+        with pytest.raises(WriterGoneError):
+            await asyncio.wait_for(batch, 10)
+        await db.write_batch(insert_one, 2)
+        assert db.writer_pid not in (None, first)
+        assert await values(db) == [2]  # the dead one's insert was rolled back
+        with sqlite3.connect(tmp_path / "app.db") as check:
+            assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        await db.stop()
 
 
 async def test_insert_batch_ids_follow_the_rows_and_resends_keep_theirs(tmp_path: Path) -> None:

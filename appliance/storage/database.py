@@ -1,9 +1,9 @@
 """The SQLite database: WAL, foreign keys, numbered migrations.
 
-One aiosqlite connection serves reads and most writes. The chat group-commit writer has a plain
-`sqlite3` connection on a thread of its own (`write_batch`), so a whole batch (BEGIN, INSERT,
-COMMIT) is one hand-off between threads instead of one per statement. Both write paths share one
-lock, so writes never wait on SQLite's own busy lock.
+One aiosqlite connection serves reads and most writes. The chat group-commit writer's batches go
+to a connection in a child process of their own (`write_batch`, `writer_process.py`), so a whole
+batch (BEGIN, INSERT, COMMIT) is one round trip on a pipe and runs beside the event loop, not
+under its GIL. Both write paths share one lock, so writes never wait on SQLite's busy lock.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -23,7 +22,10 @@ from typing import TypeVar
 
 import aiosqlite
 
+from appliance.storage.writer_process import WriterProcess
+
 T = TypeVar("T")
+A = TypeVar("A")
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -58,8 +60,7 @@ class Database:
         self._busy_timeout_ms = busy_timeout_ms
         self._conn: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
-        self._writer: ThreadPoolExecutor | None = None
-        self._writer_conn: sqlite3.Connection | None = None
+        self._writer: WriterProcess | None = None
 
     @property
     def path(self) -> Path:
@@ -81,61 +82,44 @@ class Database:
         await conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
         self._conn = conn
         await migrate(conn)
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
-        await asyncio.get_running_loop().run_in_executor(self._writer, self._open_writer)
+        self._writer = WriterProcess(
+            self._path, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms
+        )
+        await self._writer.start()
 
-    def _open_writer(self) -> None:
-        conn = sqlite3.connect(self._path, isolation_level=None)
-        conn.execute(f"PRAGMA synchronous={self._synchronous}")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
-        self._writer_conn = conn
-
-    def _close_writer(self) -> None:
-        if self._writer_conn is not None:
-            self._writer_conn.close()
-            self._writer_conn = None
+    @property
+    def writer_pid(self) -> int | None:
+        return self._writer.pid if self._writer is not None else None
 
     async def stop(self) -> None:
         if self._writer is not None:
+            writer, self._writer = self._writer, None
             async with self._write_lock:  # a batch still in flight commits first
-                await asyncio.get_running_loop().run_in_executor(self._writer, self._close_writer)
-            self._writer.shutdown(wait=True)
-            self._writer = None
+                await writer.stop()
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
 
-    async def write_batch(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work(conn)` in one BEGIN IMMEDIATE ... COMMIT on the writer thread and return
-        its result. If it raises, the transaction is rolled back and the error re-raised. If
-        the caller is cancelled, the thread still commits or rolls back on its own, and the
-        write lock is held until it has."""
-        if self._writer is None:
-            raise RuntimeError("database is not started")
+    async def write_batch(self, work: Callable[[sqlite3.Connection, A], T], arg: A) -> T:
+        """Run `work(conn, arg)` in one BEGIN IMMEDIATE ... COMMIT in the writer process and
+        return its result. `work` must be a module-level function, and `arg` and the result
+        plain picklable data. If `work` raises, the transaction is rolled back and the error
+        re-raised here. If the caller is cancelled, the writer still commits or rolls back, and
+        the write lock is held until it has. If the writer process has died, the call raises
+        `WriterGoneError` and the next one starts a new process."""
         async with self._write_lock:
-            future = asyncio.get_running_loop().run_in_executor(
-                self._writer, self._in_transaction, work
-            )
+            writer = self._writer
+            if writer is None:
+                raise RuntimeError("database is not started")
+            if not writer.running:
+                await writer.stop()
+                await writer.start()
+            call = asyncio.ensure_future(writer.call(work, arg))
             try:
-                return await asyncio.shield(future)
+                return await asyncio.shield(call)
             finally:
-                if not future.done():
-                    await asyncio.wait([future])
-
-    def _in_transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._writer_conn
-        if conn is None:
-            raise RuntimeError("database is not started")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = work(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return result
+                if not call.done():
+                    await asyncio.wait([call])
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:

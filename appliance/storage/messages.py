@@ -100,13 +100,17 @@ class MessageRepository:
         """Insert many messages in one transaction. Returns, per item, the stored message and
         whether this call created it (False: the same client_msg_id was already stored).
 
-        One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING does the work; only keys that
-        were already there (resends) and file messages are read back. The whole transaction
-        runs on the database's writer thread (`Database.write_batch`)."""
+        The transaction runs in the database's writer process (`Database.write_batch`); only
+        plain rows cross to it (`store_rows`), and the records are built here."""
         first: dict[tuple[int, int, str], NewMessage] = {}
         for item in items:
             first.setdefault(item.key, item)
-        return await self._db.write_batch(lambda conn: _insert_rows(conn, items, first))
+        rows = [
+            (m.room_id, m.sender_id, m.client_msg_id, m.text, m.created_at, m.media_id)
+            for m in first.values()
+        ]
+        top, all_new, reread = await self._db.write_batch(store_rows, rows)
+        return _results(items, first, top, all_new, reread)
 
     async def get(self, message_id: int) -> MessageRecord | None:
         async with self._db.conn.execute(_SELECT + " WHERE m.id = ?", (message_id,)) as cur:
@@ -157,40 +161,50 @@ class MessageRepository:
         return await self.get(message_id) if changed else None
 
 
-def _insert_rows(
-    conn: sqlite3.Connection,
-    items: list[NewMessage],
-    first: dict[tuple[int, int, str], NewMessage],
-) -> list[tuple[MessageRecord, bool]]:
-    """`insert_batch`'s work, on the writer thread inside its transaction.
+Row = tuple[int, int, str, str, float, str | None]  # the columns of `insert_query`, per message
+Stored = tuple[Any, ...]  # the columns of `_SELECT`
 
-    Every row SQLite hands back to Python is a GIL hand-off on this thread, and under load each
-    one waits for the busy event loop; so the new ids are not read back row by row (RETURNING)
-    but derived: SQLite gives a new row the largest id + 1, so when all `n` rows went in and the
-    last id is `top + n`, they hold top+1 .. top+n in VALUES order. Otherwise (resends in the
-    batch) every key is read back, and the rows with an id above `top` are this batch's."""
-    rows = list(first.values())
-    params = [
-        v
-        for m in rows
-        for v in (m.room_id, m.sender_id, m.client_msg_id, m.text, m.created_at, m.media_id)
-    ]
+
+def store_rows(conn: sqlite3.Connection, rows: list[Row]) -> tuple[int, bool, list[Stored]]:
+    """`insert_batch`'s work, in the writer process inside its transaction. `rows` have distinct
+    keys. Returns the largest id before the batch, whether every row went in, and the stored rows
+    (`_SELECT`'s columns) the parent cannot build on its own.
+
+    The new ids are not read back (RETURNING would hand them over one row at a time) but derived:
+    SQLite gives a new row the largest id + 1, so when all `n` rows went in and the last id is
+    `top + n`, they hold top+1 .. top+n in VALUES order. Otherwise (resends in the batch) every
+    key is read back, and the rows with an id above `top` are this batch's. File messages are
+    always read back, for their attachment's columns."""
+    params = [v for row in rows for v in row]
     (top,) = conn.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()
     cursor = conn.execute(insert_query(len(rows)), params)
-    new_ids: dict[tuple[int, int, str], int] = {}
-    if cursor.rowcount == len(rows) and cursor.lastrowid == top + len(rows):
-        new_ids = {m.key: top + 1 + i for i, m in enumerate(rows)}
-        reread = [m.key for m in rows if m.media_id is not None]
-    else:
-        reread = list(first)
-    stored: dict[tuple[int, int, str], MessageRecord] = {}
+    all_new = cursor.rowcount == len(rows) and cursor.lastrowid == top + len(rows)
+    reread = [row[:3] for row in rows if not all_new or row[5] is not None]
+    stored: list[Stored] = []
     if reread:
-        keys_params = [v for key in reread for v in key]
-        for row in conn.execute(keys_query(len(reread)), keys_params):
-            record = _record(row)
-            stored[(record.room_id, record.sender_id, record.client_msg_id)] = record
-            if record.id > top:
-                new_ids[(record.room_id, record.sender_id, record.client_msg_id)] = record.id
+        keys = [v for key in reread for v in key]
+        stored = conn.execute(keys_query(len(reread)), keys).fetchall()
+    return top, all_new, stored
+
+
+def _results(
+    items: list[NewMessage],
+    first: dict[tuple[int, int, str], NewMessage],
+    top: int,
+    all_new: bool,
+    reread: list[Stored],
+) -> list[tuple[MessageRecord, bool]]:
+    """Per item, the stored message and whether this batch created it, from `store_rows`'s
+    answer."""
+    stored: dict[tuple[int, int, str], MessageRecord] = {}
+    for row in reread:
+        record = _record(row)
+        stored[(record.room_id, record.sender_id, record.client_msg_id)] = record
+    new_ids: dict[tuple[int, int, str], int]
+    if all_new:
+        new_ids = {key: top + 1 + i for i, key in enumerate(first)}
+    else:
+        new_ids = {key: r.id for key, r in stored.items() if r.id > top}
     created: dict[tuple[int, int, str], MessageRecord] = {}
     for key, message_id in new_ids.items():
         item = first[key]
