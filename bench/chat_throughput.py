@@ -19,8 +19,9 @@ socket, the partner's); users 10g..10g+9 share a group room (broadcast to 9 othe
 
 Phases per server run: direct rooms with 1, 10 and 100 senders, then group rooms with 100
 senders; each a warm-up, then a fixed window in which acks are counted. Latency is send -> ack
-of the messages sent inside the window. Server CPU (utime+stime of all its threads, from
-/proc) and the writer's batches are read at both ends of the window; peak RSS is VmHWM.
+of the messages sent inside the window. Server CPU (utime+stime of all its threads and of its
+child, the message writer process, from /proc) and the writer's batches are read at both ends of
+the window; RSS is the server's plus the writer's, peak RSS is the sum of their VmHWM.
 
 Reference: raw `sqlite3` `executemany` of the same rows into a copy of the same database
 (same schema, foreign keys on, WAL) in the same temp dir, per sync mode: one commit per row,
@@ -443,7 +444,8 @@ class PhaseResult:
     p99_ms: float = 0.0
     max_ms: float = 0.0
     server_cores: float = 0.0  # server CPU seconds per wall second in the window
-    loop_cores: float = 0.0  # of which the main thread (event loop; the rest: sqlite thread)
+    loop_cores: float = 0.0  # of which the main thread (event loop)
+    writer_cores: float = 0.0  # of which the message writer process
     server_us_per_msg: float = 0.0
     avg_batch: float | None = None
     max_batch: int | None = None
@@ -472,6 +474,23 @@ class ServerRun:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (the server and its message writer process)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found += process_tree(int(child))
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    return sum(cpu_seconds(p) for p in process_tree(pid))
+
+
+def tree_status_mb(pid: int, key: str) -> float:
+    return sum(proc_status_mb(p, key) for p in process_tree(pid))
 
 
 def main_thread_cpu_seconds(pid: int) -> float:
@@ -640,12 +659,14 @@ def run_phase(
         )
     pids = [server.proc.pid] + [c.proc.pid for c in clients]
     sleep_until(window[0])
-    cpu_before = [cpu_seconds(p) for p in pids]
+    cpu_before = [tree_cpu_seconds(p) for p in pids]
+    own_before = cpu_seconds(server.proc.pid)
     loop_before = main_thread_cpu_seconds(server.proc.pid)
     busy_before = machine_busy_seconds()
     stats_before = server.stats()
     sleep_until(window[1])
-    cpu_after = [cpu_seconds(p) for p in pids]
+    cpu_after = [tree_cpu_seconds(p) for p in pids]
+    own_after = cpu_seconds(server.proc.pid)
     loop_after = main_thread_cpu_seconds(server.proc.pid)
     busy_after = machine_busy_seconds()
     stats_after = server.stats()
@@ -660,6 +681,7 @@ def run_phase(
     server_cpu = cpu_after[0] - cpu_before[0]
     result.server_cores = server_cpu / args.duration
     result.loop_cores = (loop_after - loop_before) / args.duration
+    result.writer_cores = (server_cpu - (own_after - own_before)) / args.duration
     result.server_us_per_msg = server_cpu / acked * 1e6 if acked else 0.0
     ours = sum(cpu_after) - sum(cpu_before)
     result.client_cores = (ours - server_cpu) / args.duration
@@ -823,8 +845,8 @@ def run_server(
         clients = [Client(server.url, specs[k::2], client_log) for k in range(2)]
         for client in clients:
             client.receive()  # {"ready": n}
-        run.rss_connected_mb = proc_status_mb(server.proc.pid, "VmRSS")
-        cpu_start = cpu_seconds(server.proc.pid)
+        run.rss_connected_mb = tree_status_mb(server.proc.pid, "VmRSS")
+        cpu_start = tree_cpu_seconds(server.proc.pid)
         phases = [("direct", n) for n in args.senders]
         if not args.no_group:
             phases.append(("group", max(args.senders)))
@@ -839,18 +861,19 @@ def run_server(
                 f"  round {round_no} {sync:6} {rooms:6} senders={senders:3}:"
                 f" {result.acked_per_s:7.0f} acked/s"
                 f"  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms"
-                f"  server {result.server_cores:.2f} cores (loop {result.loop_cores:.2f})"
+                f"  server {result.server_cores:.2f} cores (loop {result.loop_cores:.2f},"
+                f" writer {result.writer_cores:.2f})"
                 f"  batch {result.avg_batch or 0:.1f}  other {result.other_cores:.2f} cores"
                 f"  errors {result.errors}",
                 flush=True,
             )
-        run.server_cpu_s = cpu_seconds(server.proc.pid) - cpu_start
+        run.server_cpu_s = tree_cpu_seconds(server.proc.pid) - cpu_start
         extra: list[PhaseResult] = []
         if args.profile is not None and sync == "FULL" and round_no == 0:
             profile = profile_phase(server, clients, args, args.profile, extra)
         run.acked_total = sum(p.acked_total for p in run.phases + extra)
-        run.rss_end_mb = proc_status_mb(server.proc.pid, "VmRSS")
-        run.rss_peak_mb = proc_status_mb(server.proc.pid, "VmHWM")
+        run.rss_end_mb = tree_status_mb(server.proc.pid, "VmRSS")
+        run.rss_peak_mb = tree_status_mb(server.proc.pid, "VmHWM")
     finally:
         for client in clients:
             client.stop()
@@ -953,7 +976,8 @@ def report(runs: list[ServerRun], refs: list[RefResult]) -> str:
                 f"{median([p.p50_ms for p in ps]):.1f}",
                 f"{median([p.p99_ms for p in ps]):.1f}",
                 f"{median([p.server_cores for p in ps]):.2f}"
-                f" ({median([p.loop_cores for p in ps]):.2f})",
+                f" ({median([p.loop_cores for p in ps]):.2f},"
+                f" {median([p.writer_cores for p in ps]):.2f})",
                 f"{median([p.server_us_per_msg for p in ps]):.0f}",
                 f"{median(batches):.1f}" if batches else "n/a",
                 f"{median([p.client_cores for p in ps]):.2f}",
@@ -974,7 +998,7 @@ def report(runs: list[ServerRun], refs: list[RefResult]) -> str:
                 "acked msg/s",
                 "p50 ms",
                 "p99 ms",
-                "server cores (loop thread)",
+                "server cores (loop thread, writer process)",
                 "server CPU us/msg",
                 "avg batch",
                 "client cores",

@@ -4,7 +4,9 @@ process, and `MessageRepository.insert_batch` on it."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
+import pickle
 import signal
 import sqlite3
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 
 from appliance.storage.database import Database
 from appliance.storage.messages import MessageRepository, NewMessage
+from appliance.storage.writer_child import LENGTH, READY, serve
 from appliance.storage.writer_process import WriterGoneError
 
 # Work functions run in the writer process, so they live at module level (found by name there).
@@ -201,3 +204,41 @@ async def test_insert_batch_ids_follow_the_rows_and_resends_keep_theirs(tmp_path
         assert count[0][0] == 7
     finally:
         await db.stop()
+
+
+def frame(payload: bytes) -> bytes:
+    return LENGTH.pack(len(payload)) + payload
+
+
+def replies(out: io.BytesIO) -> list[tuple[bool, object]]:
+    data, found = out.getvalue(), []
+    while data:
+        (size,) = LENGTH.unpack(data[: LENGTH.size])
+        found.append(pickle.loads(data[LENGTH.size : LENGTH.size + size]))  # noqa: S301
+        data = data[LENGTH.size + size :]
+    return found
+
+
+def test_the_writer_answers_a_bad_request_with_an_error_and_goes_on(tmp_path: Path) -> None:
+    """The child's loop on its own: garbage, an unknown function, a good request, then a frame
+    cut short (its parent died mid-write), after which it returns without writing anything."""
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as setup:
+        setup.execute("CREATE TABLE t (v INTEGER NOT NULL UNIQUE)")
+    unknown = b"(cno_such_module\nwork\nI1\nt."  # protocol 0: (no_such_module.work, 1)
+    requests = (
+        frame(b"not a pickle")
+        + frame(pickle.dumps((None, 1)))  # not callable
+        + frame(unknown)
+        + frame(pickle.dumps((insert_one, 5)))
+        + frame(pickle.dumps((insert_one, 6)))[:-3]
+    )
+    out = io.BytesIO()
+    serve(str(path), "FULL", 1000, io.BytesIO(requests), out)
+    answers = replies(out)
+    assert answers[0] == (True, READY)
+    assert [ok for ok, _ in answers[1:]] == [False, False, False, True]
+    assert all(isinstance(error, Exception) for _, error in answers[1:4])
+    with sqlite3.connect(path) as check:
+        assert check.execute("SELECT v FROM t").fetchall() == [(5,)]
+        assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -6,9 +6,10 @@ import functools
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from appliance.storage.database import Database
+if TYPE_CHECKING:  # not imported at run time: the writer process imports this module, lightly
+    from appliance.storage.database import Database
 
 _SELECT = (
     "SELECT m.id, m.room_id, m.sender_id, u.username, m.client_msg_id, m.text,"

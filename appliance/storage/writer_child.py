@@ -1,0 +1,85 @@
+"""The message writer process (started by `writer_process.WriterProcess`): one SQLite
+connection that runs whole transactions for its parent, `web`.
+
+Protocol on its stdin/stdout: frames of a 4-byte big-endian length and a pickle.
+  request  (work, arg)            `work` a module-level function `work(conn, arg)`
+  reply    (True, result) | (False, exception)
+It sends one frame `(True, "ready")` once its connection is open. It runs every request as
+BEGIN IMMEDIATE ... COMMIT (ROLLBACK if `work` raises) and exits when its stdin closes, so it never
+outlives `web`: a SIGKILLed parent closes the pipe, and it finishes the transaction it is in (or
+SQLite rolls it back) and exits.
+
+Only plain data should cross: the pickles come from, and go to, our own parent process. This
+module imports little (no asyncio, no aiosqlite), to keep the process small.
+"""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import sqlite3
+import struct
+import sys
+from typing import BinaryIO
+
+LENGTH = struct.Struct(">I")
+READY = "ready"
+
+
+def _send(out: BinaryIO, ok: bool, value: object) -> None:
+    try:
+        payload = pickle.dumps((ok, value), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # an exception or result that cannot be pickled (after COMMIT:
+        # work functions return plain data, so this is a bug in one, reported as one)
+        payload = pickle.dumps((False, RuntimeError(f"{value!r} ({exc})")))
+    out.write(LENGTH.pack(len(payload)) + payload)
+    out.flush()
+
+
+def _read_exactly(source: BinaryIO, size: int) -> bytes | None:
+    data = source.read(size)
+    return data if len(data) == size else None
+
+
+def serve(
+    path: str, synchronous: str, busy_timeout_ms: int, source: BinaryIO, out: BinaryIO
+) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        _send(out, True, READY)
+        while (header := _read_exactly(source, LENGTH.size)) is not None:
+            body = _read_exactly(source, LENGTH.unpack(header)[0])
+            if body is None:
+                return
+            try:
+                work, arg = pickle.loads(body)  # noqa: S301 (our parent, on our stdin)
+                conn.execute("BEGIN IMMEDIATE")
+                result = work(conn, arg)
+                conn.execute("COMMIT")
+            except Exception as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                _send(out, False, exc)
+            else:
+                _send(out, True, result)
+    finally:
+        conn.close()
+
+
+def main(argv: list[str]) -> int:
+    # Ctrl-C reaches the whole process group; the parent decides when we stop (by closing stdin).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if len(argv) != 3 or argv[1].upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+        usage = "usage: python -m appliance.storage.writer_child DB SYNCHRONOUS BUSY_TIMEOUT_MS"
+        print(usage, file=sys.stderr)
+        return 2
+    serve(argv[0], argv[1].upper(), int(argv[2]), sys.stdin.buffer, sys.stdout.buffer)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
