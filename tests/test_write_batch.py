@@ -49,6 +49,22 @@ def unpicklable_result(conn: sqlite3.Connection, arg: None) -> object:
     return lambda: None
 
 
+def explode() -> None:
+    raise ValueError("cannot be rebuilt here")
+
+
+class Unreadable:
+    """Pickles fine in the writer process, fails to unpickle in ours."""
+
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        return (explode, ())
+
+
+def unreadable_result(conn: sqlite3.Connection, value: int) -> Unreadable:
+    conn.execute("INSERT INTO t VALUES (?)", (value,))
+    return Unreadable()
+
+
 class Gate:
     """Two FIFOs: the writer process says it is inside its transaction, then waits for us."""
 
@@ -202,6 +218,19 @@ async def test_insert_batch_ids_follow_the_rows_and_resends_keep_theirs(tmp_path
             assert stored.text == record.text
         count = await db.conn.execute_fetchall("SELECT count(*) FROM messages")
         assert count[0][0] == 7
+    finally:
+        await db.stop()
+
+
+async def test_an_unreadable_reply_replaces_the_writer_process(tmp_path: Path) -> None:
+    db = await started(tmp_path)
+    try:
+        first = db.writer_pid
+        with pytest.raises(WriterGoneError):
+            await db.write_batch(unreadable_result, 1)
+        await db.write_batch(insert_one, 2)
+        assert db.writer_pid not in (None, first)
+        assert await values(db) == [1, 2]  # the first one had committed before its reply
     finally:
         await db.stop()
 

@@ -114,12 +114,12 @@ class Database:
             if not writer.running:
                 await writer.stop()
                 await writer.start()
-            call = asyncio.ensure_future(writer.call(work, arg))
+            reply = writer.submit(work, arg)
             try:
-                return await asyncio.shield(call)
+                return await asyncio.shield(reply)
             finally:
-                if not call.done():
-                    await asyncio.wait([call])
+                if not reply.done():
+                    await asyncio.wait([reply])
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:

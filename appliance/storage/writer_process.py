@@ -10,6 +10,8 @@ This is the parent's side; the child and the protocol on the pipe are in `writer
 from __future__ import annotations
 
 import asyncio
+import collections
+import logging
 import os
 import pickle
 import sqlite3
@@ -21,6 +23,8 @@ from typing import Any, TypeVar
 from appliance.storage import writer_child
 from appliance.storage.writer_child import LENGTH, READY
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
 A = TypeVar("A")
 
@@ -31,11 +35,17 @@ class WriterGoneError(RuntimeError):
 
 
 class WriterProcess:
-    """Starts the child and makes one call at a time (the caller serialises calls)."""
+    """Starts the child, sends it requests and matches its replies to them, in order.
+
+    `submit` writes the request to the pipe at once, before the caller yields to the event loop:
+    a batch formed in one step of the loop leaves in that step, not after whatever else the loop
+    had queued (under load, the 50 acks and broadcasts of the batch before it)."""
 
     def __init__(self, path: Path, *, synchronous: str, busy_timeout_ms: int) -> None:
         self._args = [str(path), synchronous, str(int(busy_timeout_ms))]
         self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
 
     @property
     def pid(self) -> int | None:
@@ -43,7 +53,12 @@ class WriterProcess:
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.returncode is None
+        return (
+            self._proc is not None
+            and self._proc.returncode is None
+            and self._reader is not None
+            and not self._reader.done()
+        )
 
     async def start(self) -> None:
         env = dict(os.environ)
@@ -58,37 +73,60 @@ class WriterProcess:
             stdout=asyncio.subprocess.PIPE,
             env=env,
         )
-        ready = await self._receive()
-        if ready != READY:
+        ready = self._expect()
+        self._reader = asyncio.create_task(self._read_replies(self._proc), name="writer-replies")
+        try:
+            if await ready != READY:
+                raise WriterGoneError("writer process did not say it was ready")
+        except BaseException:
             await self.stop()
-            raise WriterGoneError(f"writer process did not start: {ready!r}")
+            raise
 
-    async def call(self, work: Callable[[sqlite3.Connection, A], T], arg: A) -> T:
+    def submit(self, work: Callable[[sqlite3.Connection, A], T], arg: A) -> asyncio.Future[T]:
+        """Send `work(conn, arg)` now; the future gets its result (or error) once the child has
+        committed (or rolled back)."""
         proc = self._proc
-        if proc is None or proc.stdin is None or proc.returncode is not None:
+        if proc is None or proc.stdin is None or not self.running:
             raise WriterGoneError("writer process is not running")
         payload = pickle.dumps((work, arg), protocol=pickle.HIGHEST_PROTOCOL)
         proc.stdin.write(LENGTH.pack(len(payload)) + payload)
-        result: T = await self._receive()
-        return result
+        return self._expect()
 
-    async def _receive(self) -> Any:
-        proc = self._proc
-        if proc is None or proc.stdout is None:
-            raise WriterGoneError("writer process is not running")
+    def _expect(self) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        return future
+
+    async def _read_replies(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
         try:
-            (size,) = LENGTH.unpack(await proc.stdout.readexactly(LENGTH.size))
-            ok, value = pickle.loads(await proc.stdout.readexactly(size))  # noqa: S301 (our child)
-        except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            code = await proc.wait()
-            raise WriterGoneError(f"writer process exited with code {code}") from exc
-        if not ok:
-            raise value
-        return value
+            while True:
+                (size,) = LENGTH.unpack(await proc.stdout.readexactly(LENGTH.size))
+                body = await proc.stdout.readexactly(size)
+                ok, value = pickle.loads(body)  # noqa: S301 (from our own child)
+                future = self._waiting.popleft()
+                if future.done():  # nobody waits any more; the reply still had to be read
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the child exited
+        except Exception:  # a reply we cannot read: the pipe is out of step, start afresh
+            log.exception("unreadable reply from the writer process; stopping it")
+            proc.kill()
+        code = await proc.wait()
+        gone = WriterGoneError(f"writer process exited with code {code}")
+        while self._waiting:
+            future = self._waiting.popleft()
+            if not future.done():
+                future.set_exception(gone)
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Close the child's stdin and wait: it finishes what it was asked and exits."""
+        """Close the child's stdin and wait: it finishes what it was sent and exits."""
         proc, self._proc = self._proc, None
+        reader, self._reader = self._reader, None
         if proc is None:
             return
         if proc.stdin is not None:
@@ -98,3 +136,5 @@ class WriterProcess:
         except TimeoutError:
             proc.kill()
             await proc.wait()
+        if reader is not None:
+            await reader  # fails whatever was still waiting, after the last reply
