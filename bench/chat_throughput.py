@@ -26,8 +26,8 @@ the window; RSS is the server's plus the writer's, peak RSS is the sum of their 
 Reference: raw `sqlite3` `executemany` of the same rows into a copy of the same database
 (same schema, foreign keys on, WAL) in the same temp dir, per sync mode: one commit per row,
 per 100 rows, per 256 rows (the writer's default batch) and one transaction for all; and the
-writer's own SQL (`appliance.storage.messages.store_rows`: one multi-row INSERT ... ON
-CONFLICT DO NOTHING RETURNING) in batches of 100.
+writer's own SQL (`appliance.storage.messages.store_rows`, what the writer process runs: the
+largest id, one multi-row INSERT ... ON CONFLICT DO NOTHING) in batches of 100.
 
 `--prefill N` stores N messages before the server starts (the table's size must not matter);
 `--what-if no-gc-freeze` makes the server's `gc.freeze()` after start-up a no-op (the heap as it
