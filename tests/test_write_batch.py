@@ -222,6 +222,19 @@ async def test_insert_batch_ids_follow_the_rows_and_resends_keep_theirs(tmp_path
         await db.stop()
 
 
+async def test_the_writer_outlasts_a_sigterm_and_leaves_when_web_stops(tmp_path: Path) -> None:
+    """Supervisors signal the whole group on stop; the writer waits for `web` to close it."""
+    db = await started(tmp_path)
+    pid = db.writer_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGINT)
+    await db.write_batch(insert_one, 1)  # answered, by the same process
+    assert db.writer_pid == pid
+    await db.stop()
+    assert not Path(f"/proc/{pid}").exists()
+
+
 async def test_an_unreadable_reply_replaces_the_writer_process(tmp_path: Path) -> None:
     db = await started(tmp_path)
     try:

@@ -71,8 +71,11 @@ def serve(
 
 
 def main(argv: list[str]) -> int:
-    # Ctrl-C reaches the whole process group; the parent decides when we stop (by closing stdin).
+    # Ctrl-C, supervisord (stopasgroup) and systemd (the unit's cgroup) signal us together with
+    # `web`; `web` decides when we stop, by closing our stdin once its last batch is answered.
+    # (If it does not stop in time, both follow up with SIGKILL.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if len(argv) != 3 or argv[1].upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
         usage = "usage: python -m appliance.storage.writer_child DB SYNCHRONOUS BUSY_TIMEOUT_MS"
         print(usage, file=sys.stderr)
