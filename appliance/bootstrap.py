@@ -35,7 +35,11 @@ def ensure_config(
 
 
 async def _migrate(settings: config_mod.Settings) -> None:
-    db = Database(settings.database_path, synchronous=settings.config.database.synchronous)
+    db = Database(
+        settings.database_path,
+        synchronous=settings.config.database.synchronous,
+        batch_writer=False,
+    )
     await db.start()
     await db.stop()
     if settings.database_path.exists():

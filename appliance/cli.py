@@ -98,7 +98,9 @@ async def _add_user(settings: Settings, name: str, password: str, admin: bool) -
     from appliance.storage.users import UserRepository
 
     config = settings.config
-    db = Database(settings.database_path, synchronous=config.database.synchronous)
+    db = Database(
+        settings.database_path, synchronous=config.database.synchronous, batch_writer=False
+    )
     await db.start()
     try:
         auth = AuthService(
@@ -120,7 +122,7 @@ async def _user_count(settings: Settings) -> int:
     from appliance.storage.database import Database
     from appliance.storage.users import UserRepository
 
-    db = Database(settings.database_path)
+    db = Database(settings.database_path, batch_writer=False)
     await db.start()
     try:
         return await UserRepository(db).count()

@@ -49,6 +49,27 @@ def unpicklable_result(conn: sqlite3.Connection, arg: None) -> object:
     return lambda: None
 
 
+def stray_stop(conn: sqlite3.Connection, value: int) -> None:
+    conn.execute("INSERT INTO t VALUES (?)", (value,))
+    next(iter(()))  # StopIteration, which an asyncio future cannot hold
+
+
+class Picky(Exception):
+    def __init__(self, a: int, b: int) -> None:  # pickles, but unpickles as Picky(msg): fails
+        super().__init__(f"{a}/{b}")
+
+
+def picky_error(conn: sqlite3.Connection, value: int) -> None:
+    conn.execute("INSERT INTO t VALUES (?)", (value,))
+    raise Picky(1, 2)
+
+
+def chatty(conn: sqlite3.Connection, value: int) -> int:
+    print("a stray print in a work function")  # goes to stderr, not into the replies
+    conn.execute("INSERT INTO t VALUES (?)", (value,))
+    return value
+
+
 def explode() -> None:
     raise ValueError("cannot be rebuilt here")
 
@@ -83,8 +104,8 @@ class Gate:
         await asyncio.to_thread(self.release.write_text, "go")
 
 
-async def started(tmp_path: Path) -> Database:
-    db = Database(tmp_path / "app.db")
+async def started(tmp_path: Path, *, busy_timeout_ms: int = 5000) -> Database:
+    db = Database(tmp_path / "app.db", busy_timeout_ms=busy_timeout_ms)
     await db.start()
     await db.conn.execute("CREATE TABLE t (v INTEGER NOT NULL UNIQUE)")
     return db
@@ -111,7 +132,7 @@ async def test_an_error_rolls_the_whole_batch_back(tmp_path: Path) -> None:
         with pytest.raises(sqlite3.IntegrityError):
             await db.write_batch(half_then_fail, 1)
         assert await values(db) == []
-        with pytest.raises(RuntimeError, match="function"):  # a result that cannot travel back
+        with pytest.raises(RuntimeError, match="result cannot be sent"):  # a lambda cannot travel
             await db.write_batch(unpicklable_result, None)
         await db.write_batch(insert_one, 3)  # the same process goes on
         assert await values(db) == [3]
@@ -120,12 +141,16 @@ async def test_an_error_rolls_the_whole_batch_back(tmp_path: Path) -> None:
 
 
 async def test_a_cancelled_caller_leaves_the_batch_to_finish_first(tmp_path: Path) -> None:
-    db = await started(tmp_path)
+    # No busy timeout: a write that got past the lock while the writer's transaction is open
+    # would fail at once with "database is locked" instead of quietly waiting for it.
+    db = await started(tmp_path, busy_timeout_ms=0)
     gate = Gate(tmp_path)
     try:
         batch = asyncio.create_task(db.write_batch(insert_and_block, gate.arg(1)))
         await gate.wait_entered()
         batch.cancel()
+        await asyncio.sleep(0)
+        batch.cancel()  # twice: the second one lands while the first is being waited out
 
         async def other_write() -> None:
             async with db.transaction() as conn:
@@ -148,18 +173,21 @@ async def test_a_cancelled_caller_leaves_the_batch_to_finish_first(tmp_path: Pat
 async def test_stop_lets_a_batch_in_flight_commit(tmp_path: Path) -> None:
     db = await started(tmp_path)
     gate = Gate(tmp_path)
-    writer = db.writer_pid
-    assert writer is not None
-    batch = asyncio.create_task(db.write_batch(insert_and_block, gate.arg(7)))
-    await gate.wait_entered()
-    stopping = asyncio.create_task(db.stop())
-    await gate.open()
-    await asyncio.wait_for(asyncio.gather(batch, stopping), 10)
-    with sqlite3.connect(tmp_path / "app.db") as check:
-        assert check.execute("SELECT v FROM t").fetchall() == [(7,)]
-    assert not Path(f"/proc/{writer}").exists()  # the writer process has exited
-    with pytest.raises(RuntimeError):
-        await db.write_batch(insert_one, 8)
+    try:
+        writer = db.writer_pid
+        assert writer is not None
+        batch = asyncio.create_task(db.write_batch(insert_and_block, gate.arg(7)))
+        await gate.wait_entered()
+        stopping = asyncio.create_task(db.stop())
+        await gate.open()
+        await asyncio.wait_for(asyncio.gather(batch, stopping), 10)
+        with sqlite3.connect(tmp_path / "app.db") as check:
+            assert check.execute("SELECT v FROM t").fetchall() == [(7,)]
+        assert not Path(f"/proc/{writer}").exists()  # the writer process has exited
+        with pytest.raises(RuntimeError):
+            await db.write_batch(insert_one, 8)
+    finally:
+        await db.stop()
 
 
 async def test_a_dead_writer_fails_its_batch_and_the_next_one_gets_a_new_process(
@@ -225,14 +253,45 @@ async def test_insert_batch_ids_follow_the_rows_and_resends_keep_theirs(tmp_path
 async def test_the_writer_outlasts_a_sigterm_and_leaves_when_web_stops(tmp_path: Path) -> None:
     """Supervisors signal the whole group on stop; the writer waits for `web` to close it."""
     db = await started(tmp_path)
-    pid = db.writer_pid
-    assert pid is not None
-    os.kill(pid, signal.SIGTERM)
-    os.kill(pid, signal.SIGINT)
-    await db.write_batch(insert_one, 1)  # answered, by the same process
-    assert db.writer_pid == pid
-    await db.stop()
+    try:
+        pid = db.writer_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGINT)
+        await db.write_batch(insert_one, 1)  # answered, by the same process
+        assert db.writer_pid == pid
+    finally:
+        await db.stop()
     assert not Path(f"/proc/{pid}").exists()
+
+
+async def test_errors_that_cannot_travel_as_they_are_still_arrive_as_errors(tmp_path: Path) -> None:
+    """A StopIteration (no future can hold one) and an exception that does not unpickle: each
+    batch is rolled back and its caller gets a RuntimeError; the same process goes on, and a
+    print() in a work function does not disturb the replies."""
+    db = await started(tmp_path)
+    try:
+        pid = db.writer_pid
+        with pytest.raises(RuntimeError, match="StopIteration"):
+            await db.write_batch(stray_stop, 1)
+        with pytest.raises(RuntimeError, match="Picky"):
+            await db.write_batch(picky_error, 2)
+        assert await db.write_batch(chatty, 3) == 3
+        assert db.writer_pid == pid
+        assert await values(db) == [3]
+    finally:
+        await db.stop()
+
+
+async def test_without_a_batch_writer_there_is_no_process(tmp_path: Path) -> None:
+    db = Database(tmp_path / "app.db", batch_writer=False)
+    await db.start()
+    try:
+        assert db.writer_pid is None
+        with pytest.raises(RuntimeError, match="no batch writer"):
+            await db.write_batch(insert_one, 1)
+    finally:
+        await db.stop()
 
 
 async def test_an_unreadable_reply_replaces_the_writer_process(tmp_path: Path) -> None:

@@ -54,12 +54,22 @@ def load_migrations() -> list[Migration]:
 class Database:
     """Owns the connection. Writes go through `transaction()`, which serialises them."""
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL", busy_timeout_ms: int = 5000):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 5000,
+        batch_writer: bool = True,
+    ):
+        """`batch_writer=False`: no writer process (`write_batch` unavailable), for the CLI's
+        short jobs."""
         self._path = path
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
         self._conn: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._batch_writer = batch_writer
         self._writer: WriterProcess | None = None
 
     @property
@@ -81,11 +91,18 @@ class Database:
         await conn.execute("PRAGMA foreign_keys=ON")
         await conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
         self._conn = conn
-        await migrate(conn)
-        self._writer = WriterProcess(
-            self._path, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms
-        )
-        await self._writer.start()
+        try:
+            await migrate(conn)
+            if self._batch_writer:
+                writer = WriterProcess(
+                    self._path, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms
+                )
+                await writer.start()
+                self._writer = writer
+        except BaseException:
+            self._conn = None
+            await conn.close()
+            raise
 
     @property
     def writer_pid(self) -> int | None:
@@ -110,16 +127,23 @@ class Database:
         async with self._write_lock:
             writer = self._writer
             if writer is None:
-                raise RuntimeError("database is not started")
+                raise RuntimeError("database is not started, or has no batch writer")
             if not writer.running:
                 await writer.stop()
                 await writer.start()
             reply = writer.submit(work, arg)
-            try:
-                return await asyncio.shield(reply)
-            finally:
-                if not reply.done():
-                    await asyncio.wait([reply])
+            cancelled = False
+            while not reply.done():  # the lock stays held until the transaction has ended,
+                try:  # however often the caller is cancelled meanwhile
+                    await asyncio.shield(reply)
+                except asyncio.CancelledError:
+                    cancelled = True
+                except Exception:  # noqa: S110 - raised from reply.result() below
+                    pass
+            if cancelled:
+                reply.exception()  # retrieved: the caller has gone
+                raise asyncio.CancelledError
+            return reply.result()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:

@@ -15,6 +15,7 @@ module imports little (no asyncio, no aiosqlite), to keep the process small.
 
 from __future__ import annotations
 
+import os
 import pickle
 import signal
 import sqlite3
@@ -29,11 +30,19 @@ READY = "ready"
 def _send(out: BinaryIO, ok: bool, value: object) -> None:
     try:
         payload = pickle.dumps((ok, value), protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:  # an exception or result that cannot be pickled (after COMMIT:
-        # work functions return plain data, so this is a bug in one, reported as one)
-        payload = pickle.dumps((False, RuntimeError(f"{value!r} ({exc})")))
+        if not ok:
+            pickle.loads(payload)  # noqa: S301 (our own) - an error must also unpickle there
+    except Exception as exc:  # a result or error that cannot travel (a result: after COMMIT;
+        # work functions return plain data, so that is a bug in one, reported as one)
+        what = "result" if ok else f"error {type(value).__name__}"
+        payload = pickle.dumps((False, RuntimeError(f"the writer's {what} cannot be sent: {exc}")))
     out.write(LENGTH.pack(len(payload)) + payload)
     out.flush()
+
+
+def _as_error(exc: Exception) -> Exception:
+    """An exception a future can hold (a StopIteration cannot)."""
+    return RuntimeError(repr(exc)) if isinstance(exc, StopIteration) else exc
 
 
 def _read_exactly(source: BinaryIO, size: int) -> bytes | None:
@@ -63,9 +72,11 @@ def serve(
             except Exception as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                _send(out, False, exc)
+                _send(out, False, _as_error(exc))
             else:
                 _send(out, True, result)
+    except BrokenPipeError:
+        return  # the parent is gone; what was committed stays, and nothing is left open
     finally:
         conn.close()
 
@@ -80,7 +91,11 @@ def main(argv: list[str]) -> int:
         usage = "usage: python -m appliance.storage.writer_child DB SYNCHRONOUS BUSY_TIMEOUT_MS"
         print(usage, file=sys.stderr)
         return 2
-    serve(argv[0], argv[1].upper(), int(argv[2]), sys.stdin.buffer, sys.stdout.buffer)
+    # The replies get a descriptor of their own, and fd 1 becomes stderr: a stray print() in a
+    # work function must not corrupt the reply stream.
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    serve(argv[0], argv[1].upper(), int(argv[2]), sys.stdin.buffer, replies)
     return 0
 
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
+import math
 import os
 import pickle
 import sqlite3
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,12 +42,22 @@ class WriterProcess:
 
     `submit` writes the request to the pipe at once, before the caller yields to the event loop:
     a batch formed in one step of the loop leaves in that step, not after whatever else the loop
-    had queued (under load, the 50 acks and broadcasts of the batch before it)."""
+    had queued (under load, the 50 acks and broadcasts of the batch before it).
 
-    def __init__(self, path: Path, *, synchronous: str, busy_timeout_ms: int) -> None:
+    A process that dies or sends a reply that cannot be read fails every request still waiting
+    with `WriterGoneError`; `start()` may then be called again. After a start that failed, the
+    next one waits `restart_pause` seconds (until then it fails at once), so a writer that cannot
+    start does not become a new process per batch."""
+
+    def __init__(
+        self, path: Path, *, synchronous: str, busy_timeout_ms: int, restart_pause: float = 1.0
+    ) -> None:
         self._args = [str(path), synchronous, str(int(busy_timeout_ms))]
+        self._restart_pause = restart_pause
+        self._failed_at = -math.inf
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
+        # Per process: a reader that ends late never touches its successor's requests.
         self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
 
     @property
@@ -61,11 +74,22 @@ class WriterProcess:
         )
 
     async def start(self) -> None:
+        if time.monotonic() - self._failed_at < self._restart_pause:
+            raise WriterGoneError("writer process failed to start moments ago; not yet again")
+        try:
+            await self._start()
+        except BaseException:
+            self._failed_at = time.monotonic()
+            raise
+
+    async def _start(self) -> None:
         env = dict(os.environ)
-        # The child resolves `work` functions by module name, so it sees the modules we see.
+        # The child resolves `work` functions by module name, so it sees the modules we see
+        # (and, with -P, not whatever the working directory holds).
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        self._proc = await asyncio.create_subprocess_exec(
+        proc = await asyncio.create_subprocess_exec(
             sys.executable,
+            "-P",
             "-m",
             writer_child.__name__,
             *self._args,
@@ -73,8 +97,10 @@ class WriterProcess:
             stdout=asyncio.subprocess.PIPE,
             env=env,
         )
-        ready = self._expect()
-        self._reader = asyncio.create_task(self._read_replies(self._proc), name="writer-replies")
+        waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        ready = self._expect(waiting)
+        self._proc, self._waiting = proc, waiting
+        self._reader = asyncio.create_task(self._read_replies(proc, waiting), name="writer-replies")
         try:
             if await ready != READY:
                 raise WriterGoneError("writer process did not say it was ready")
@@ -90,38 +116,47 @@ class WriterProcess:
             raise WriterGoneError("writer process is not running")
         payload = pickle.dumps((work, arg), protocol=pickle.HIGHEST_PROTOCOL)
         proc.stdin.write(LENGTH.pack(len(payload)) + payload)
-        return self._expect()
+        return self._expect(self._waiting)
 
-    def _expect(self) -> asyncio.Future[Any]:
+    @staticmethod
+    def _expect(waiting: collections.deque[asyncio.Future[Any]]) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.append(future)
+        waiting.append(future)
         return future
 
-    async def _read_replies(self, proc: asyncio.subprocess.Process) -> None:
+    @staticmethod
+    async def _read_replies(
+        proc: asyncio.subprocess.Process, waiting: collections.deque[asyncio.Future[Any]]
+    ) -> None:
         assert proc.stdout is not None
         try:
             while True:
                 (size,) = LENGTH.unpack(await proc.stdout.readexactly(LENGTH.size))
                 body = await proc.stdout.readexactly(size)
-                ok, value = pickle.loads(body)  # noqa: S301 (from our own child)
-                future = self._waiting.popleft()
-                if future.done():  # nobody waits any more; the reply still had to be read
-                    continue
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
+                future = waiting.popleft()
+                try:
+                    ok, value = pickle.loads(body)  # noqa: S301 (from our own child)
+                    if not future.done():  # done: nobody waits any more (the reply is read)
+                        if ok:
+                            future.set_result(value)
+                        else:
+                            future.set_exception(value)
+                except Exception:
+                    waiting.appendleft(future)  # failed below, with the rest
+                    raise
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the child exited
         except Exception:  # a reply we cannot read: the pipe is out of step, start afresh
             log.exception("unreadable reply from the writer process; stopping it")
-            proc.kill()
-        code = await proc.wait()
-        gone = WriterGoneError(f"writer process exited with code {code}")
-        while self._waiting:
-            future = self._waiting.popleft()
-            if not future.done():
-                future.set_exception(gone)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        finally:
+            code = await proc.wait()
+            gone = WriterGoneError(f"writer process exited with code {code}")
+            while waiting:
+                future = waiting.popleft()
+                if not future.done():
+                    future.set_exception(gone)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Close the child's stdin and wait: it finishes what it was sent and exits."""
@@ -134,7 +169,8 @@ class WriterProcess:
         try:
             await asyncio.wait_for(proc.wait(), grace)
         except TimeoutError:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
             await proc.wait()
         if reader is not None:
             await reader  # fails whatever was still waiting, after the last reply
