@@ -15,7 +15,7 @@ import engineio
 import socketio
 from engineio.async_socket import AsyncSocket
 
-from appliance.transport.realtime.engine import DirectEngineServer, DirectSocket
+from appliance.transport.realtime.engine import CorkedTransport, DirectEngineServer, DirectSocket
 from tests.support import RunningServer, running_server
 
 
@@ -63,7 +63,10 @@ async def test_websocket_connections_get_the_direct_socket(server: RunningServer
     assert isinstance(server.app.sio.eio, DirectEngineServer)
     await server.add_user("alice")
     alice = await server.user_socket("alice")
-    assert type(server_socket(server, alice.sio.eio.sid)) is DirectSocket
+    sock = server_socket(server, alice.sio.eio.sid)
+    assert type(sock) is DirectSocket
+    # uvicorn's websocket protocol writes through the cork
+    assert isinstance(sock._ws.asgi_send.__self__.transport, CorkedTransport)
     assert (await alice.call("presence:list"))["ok"] is True
 
 
@@ -123,3 +126,60 @@ async def test_a_silent_client_is_hung_up_on(tmp_path: Path) -> None:
             assert ws.closed
             assert sock._ws is None
             await until(lambda: sock.closed)  # right after the websocket's close frame
+
+
+class RecordingTransport:
+    """Stands in for an asyncio transport: records writes and closing."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str) -> str:
+        return f"info {name}"
+
+
+async def test_the_cork_sends_one_step_s_writes_together_and_in_order() -> None:
+    real = RecordingTransport()
+    cork = CorkedTransport(real, asyncio.get_running_loop())
+    cork.write(b"a")
+    cork.write(b"b")
+    cork.write(b"c")
+    assert real.writes == []  # nothing yet: the rest of this step may add more
+    await asyncio.sleep(0)
+    assert real.writes == [b"abc"]
+    cork.write(b"d")
+    await asyncio.sleep(0)
+    assert real.writes == [b"abc", b"d"]
+    assert cork.get_extra_info("peername") == "info peername"  # the rest goes through
+
+
+async def test_the_cork_lets_a_large_write_through_at_once() -> None:
+    real = RecordingTransport()
+    cork = CorkedTransport(real, asyncio.get_running_loop())
+    cork.write(b"x" * 100)
+    cork.write(b"y" * CorkedTransport.FLUSH_AT)  # the real transport must see it to push back
+    assert real.writes == [b"x" * 100 + b"y" * CorkedTransport.FLUSH_AT]
+    await asyncio.sleep(0)  # the flush scheduled for the first write finds nothing left
+    assert len(real.writes) == 1
+
+
+async def test_the_cork_sends_what_is_pending_before_closing() -> None:
+    real = RecordingTransport()
+    cork = CorkedTransport(real, asyncio.get_running_loop())
+    cork.write(b"bye")
+    cork.close()
+    assert real.writes == [b"bye"] and real.closed
+    cork.write(b"late")  # after close: dropped, not an error
+    await asyncio.sleep(0)
+    assert real.writes == [b"bye"]

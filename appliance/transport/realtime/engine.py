@@ -12,7 +12,9 @@ the websocket is driven:
   ping_interval + ping_timeout (what `wait_for` did) or whose socket was closed;
 - a packet is written to the websocket by the coroutine that sends it; if a write is already
   in progress (the transport is applying back-pressure), it joins a backlog that the writer in
-  progress drains, so packets keep their order.
+  progress drains, so packets keep their order;
+- under uvicorn, the frames written to one connection in one step of the event loop leave in
+  one system call (`CorkedTransport`).
 
 Long-polling sockets are untouched. The swap happens when engine.io reports a new connection
 (`DirectEngineServer._trigger_event`), before any transport runs. It relies on python-engineio
@@ -33,6 +35,63 @@ from engineio import exceptions, packet
 from engineio.async_socket import AsyncSocket
 
 log = logging.getLogger(__name__)
+
+
+class CorkedTransport:
+    """Wraps a connection's transport so that what is written to it in one step of the event
+    loop leaves in one `write` (one system call) at the start of the next step, or as soon as
+    64 KiB have gathered (so the real transport still applies back-pressure).
+
+    A chat batch's commit wakes up to 2 writes per socket in the same step (the ack of its own
+    message and the broadcast of its partner's); this sends them together. Order is kept;
+    `close()` sends what is pending first; whatever else is asked of it goes to the real
+    transport. `DirectSocket` installs it under uvicorn's websocket protocol (found through the
+    ASGI `send` callable); with any other server it is simply not used."""
+
+    __slots__ = ("_loop", "_pending", "_size", "_transport")
+
+    FLUSH_AT = 65536
+
+    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] | None = None
+        self._size = 0
+
+    def write(self, data: bytes) -> None:
+        if self._pending is None:
+            self._pending = [data]
+            self._size = len(data)
+            self._loop.call_soon(self._flush)
+        else:
+            self._pending.append(data)
+            self._size += len(data)
+        if self._size >= self.FLUSH_AT:
+            self._flush()
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    @classmethod
+    def install(cls, ws: Any) -> bool:
+        """Put one under the ASGI server's protocol behind engine.io's websocket `ws`, if that
+        protocol keeps its transport in `.transport` (uvicorn's do). True if it is in place."""
+        protocol: Any = getattr(getattr(ws, "asgi_send", None), "__self__", None)
+        transport = getattr(protocol, "transport", None)
+        if transport is None or not callable(getattr(transport, "write", None)):
+            return False
+        if not isinstance(transport, cls):
+            protocol.transport = cls(transport, asyncio.get_running_loop())
+        return True
 
 
 class DirectSocket(AsyncSocket):  # type: ignore[misc]
@@ -95,6 +154,7 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
                 backlog.append(queued)
         self._backlog = deque(backlog)
         self._ws = ws
+        CorkedTransport.install(ws)
         if backlog:
             await self._write(ws, self._backlog.popleft())
         loop = asyncio.get_running_loop()
