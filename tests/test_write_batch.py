@@ -9,6 +9,7 @@ import os
 import pickle
 import signal
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -111,33 +112,33 @@ async def started(tmp_path: Path, *, busy_timeout_ms: int = 5000) -> Database:
     return db
 
 
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    """A started database with table `t`, stopped (writer process included) after the test."""
+    started_db = await started(tmp_path)
+    yield started_db
+    await started_db.stop()
+
+
 async def values(db: Database) -> list[int]:
     rows = await db.conn.execute_fetchall("SELECT v FROM t ORDER BY v")
     return [int(r[0]) for r in rows]
 
 
-async def test_commits_and_returns_the_result(tmp_path: Path) -> None:
-    db = await started(tmp_path)
-    try:
-        pid = await db.write_batch(insert_two, (1, 2))
-        assert pid == db.writer_pid != os.getpid()  # ran in the writer process
-        assert await values(db) == [1, 2]  # visible to the other connection: committed
-    finally:
-        await db.stop()
+async def test_commits_and_returns_the_result(db: Database) -> None:
+    pid = await db.write_batch(insert_two, (1, 2))
+    assert pid == db.writer_pid != os.getpid()  # ran in the writer process
+    assert await values(db) == [1, 2]  # visible to the other connection: committed
 
 
-async def test_an_error_rolls_the_whole_batch_back(tmp_path: Path) -> None:
-    db = await started(tmp_path)
-    try:
-        with pytest.raises(sqlite3.IntegrityError):
-            await db.write_batch(half_then_fail, 1)
-        assert await values(db) == []
-        with pytest.raises(RuntimeError, match="result cannot be sent"):  # a lambda cannot travel
-            await db.write_batch(unpicklable_result, None)
-        await db.write_batch(insert_one, 3)  # the same process goes on
-        assert await values(db) == [3]
-    finally:
-        await db.stop()
+async def test_an_error_rolls_the_whole_batch_back(db: Database) -> None:
+    with pytest.raises(sqlite3.IntegrityError):
+        await db.write_batch(half_then_fail, 1)
+    assert await values(db) == []
+    with pytest.raises(RuntimeError, match="result cannot be sent"):  # a lambda cannot travel
+        await db.write_batch(unpicklable_result, None)
+    await db.write_batch(insert_one, 3)  # the same process goes on
+    assert await values(db) == [3]
 
 
 async def test_a_cancelled_caller_leaves_the_batch_to_finish_first(tmp_path: Path) -> None:
@@ -191,25 +192,21 @@ async def test_stop_lets_a_batch_in_flight_commit(tmp_path: Path) -> None:
 
 
 async def test_a_dead_writer_fails_its_batch_and_the_next_one_gets_a_new_process(
-    tmp_path: Path,
+    db: Database, tmp_path: Path
 ) -> None:
-    db = await started(tmp_path)
     gate = Gate(tmp_path)
-    try:
-        first = db.writer_pid
-        assert first is not None
-        batch = asyncio.create_task(db.write_batch(insert_and_block, gate.arg(1)))
-        await gate.wait_entered()
-        os.kill(first, signal.SIGKILL)  # dies inside its transaction
-        with pytest.raises(WriterGoneError):
-            await asyncio.wait_for(batch, 10)
-        await db.write_batch(insert_one, 2)
-        assert db.writer_pid not in (None, first)
-        assert await values(db) == [2]  # the dead one's insert was rolled back
-        with sqlite3.connect(tmp_path / "app.db") as check:
-            assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    finally:
-        await db.stop()
+    first = db.writer_pid
+    assert first is not None
+    batch = asyncio.create_task(db.write_batch(insert_and_block, gate.arg(1)))
+    await gate.wait_entered()
+    os.kill(first, signal.SIGKILL)  # dies inside its transaction
+    with pytest.raises(WriterGoneError):
+        await asyncio.wait_for(batch, 10)
+    await db.write_batch(insert_one, 2)
+    assert db.writer_pid not in (None, first)
+    assert await values(db) == [2]  # the dead one's insert was rolled back
+    with sqlite3.connect(tmp_path / "app.db") as check:
+        assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 async def test_insert_batch_ids_follow_the_rows_and_resends_keep_theirs(tmp_path: Path) -> None:
@@ -250,37 +247,30 @@ async def test_insert_batch_ids_follow_the_rows_and_resends_keep_theirs(tmp_path
         await db.stop()
 
 
-async def test_the_writer_outlasts_a_sigterm_and_leaves_when_web_stops(tmp_path: Path) -> None:
+async def test_the_writer_outlasts_a_sigterm_and_leaves_when_web_stops(db: Database) -> None:
     """Supervisors signal the whole group on stop; the writer waits for `web` to close it."""
-    db = await started(tmp_path)
-    try:
-        pid = db.writer_pid
-        assert pid is not None
-        os.kill(pid, signal.SIGTERM)
-        os.kill(pid, signal.SIGINT)
-        await db.write_batch(insert_one, 1)  # answered, by the same process
-        assert db.writer_pid == pid
-    finally:
-        await db.stop()
+    pid = db.writer_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGINT)
+    await db.write_batch(insert_one, 1)  # answered, by the same process
+    assert db.writer_pid == pid
+    await db.stop()
     assert not Path(f"/proc/{pid}").exists()
 
 
-async def test_errors_that_cannot_travel_as_they_are_still_arrive_as_errors(tmp_path: Path) -> None:
+async def test_errors_that_cannot_travel_as_they_are_still_arrive_as_errors(db: Database) -> None:
     """A StopIteration (no future can hold one) and an exception that does not unpickle: each
     batch is rolled back and its caller gets a RuntimeError; the same process goes on, and a
     print() in a work function does not disturb the replies."""
-    db = await started(tmp_path)
-    try:
-        pid = db.writer_pid
-        with pytest.raises(RuntimeError, match="StopIteration"):
-            await db.write_batch(stray_stop, 1)
-        with pytest.raises(RuntimeError, match="Picky"):
-            await db.write_batch(picky_error, 2)
-        assert await db.write_batch(chatty, 3) == 3
-        assert db.writer_pid == pid
-        assert await values(db) == [3]
-    finally:
-        await db.stop()
+    pid = db.writer_pid
+    with pytest.raises(RuntimeError, match="StopIteration"):
+        await db.write_batch(stray_stop, 1)
+    with pytest.raises(RuntimeError, match="Picky"):
+        await db.write_batch(picky_error, 2)
+    assert await db.write_batch(chatty, 3) == 3
+    assert db.writer_pid == pid
+    assert await values(db) == [3]
 
 
 async def test_without_a_batch_writer_there_is_no_process(tmp_path: Path) -> None:
@@ -294,17 +284,13 @@ async def test_without_a_batch_writer_there_is_no_process(tmp_path: Path) -> Non
         await db.stop()
 
 
-async def test_an_unreadable_reply_replaces_the_writer_process(tmp_path: Path) -> None:
-    db = await started(tmp_path)
-    try:
-        first = db.writer_pid
-        with pytest.raises(WriterGoneError):
-            await db.write_batch(unreadable_result, 1)
-        await db.write_batch(insert_one, 2)
-        assert db.writer_pid not in (None, first)
-        assert await values(db) == [1, 2]  # the first one had committed before its reply
-    finally:
-        await db.stop()
+async def test_an_unreadable_reply_replaces_the_writer_process(db: Database) -> None:
+    first = db.writer_pid
+    with pytest.raises(WriterGoneError):
+        await db.write_batch(unreadable_result, 1)
+    await db.write_batch(insert_one, 2)
+    assert db.writer_pid not in (None, first)
+    assert await values(db) == [1, 2]  # the first one had committed before its reply
 
 
 def frame(payload: bytes) -> bytes:

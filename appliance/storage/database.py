@@ -134,12 +134,10 @@ class Database:
             reply = writer.submit(work, arg)
             cancelled = False
             while not reply.done():  # the lock stays held until the transaction has ended,
-                try:  # however often the caller is cancelled meanwhile
-                    await asyncio.shield(reply)
+                try:  # however often the caller is cancelled meanwhile (wait never cancels it)
+                    await asyncio.wait([reply])
                 except asyncio.CancelledError:
                     cancelled = True
-                except Exception:  # noqa: S110 - raised from reply.result() below
-                    pass
             if cancelled:
                 reply.exception()  # retrieved: the caller has gone
                 raise asyncio.CancelledError
