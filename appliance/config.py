@@ -28,6 +28,13 @@ class Section(BaseModel):
 class WebConfig(Section):
     host: str = "0.0.0.0"  # noqa: S104 - the appliance serves its LAN by design
     port: int = Field(default=8080, ge=1, le=65535)
+    https_port: int = Field(
+        default=8443,
+        ge=0,
+        le=65535,
+        description="HTTPS listener (0: none). Plain HTTP on `port` then serves loopback clients "
+        "only and redirects everyone else here.",
+    )
     public_origins: list[str] = Field(
         default_factory=list,
         description="Origins allowed for Socket.IO and CORS besides the page's own origin.",
@@ -50,6 +57,29 @@ class WebConfig(Section):
             if not origin.startswith(("http://", "https://")):
                 raise ValueError(f"origin {origin!r} must start with http:// or https://")
         return [o.rstrip("/") for o in value]
+
+
+class TlsConfig(Section):
+    """The certificate of the web service (and of coturn's `turns:`)."""
+
+    mode: Literal["internal", "files"] = "internal"
+    cert_file: str = Field(default="", description="mode files: PEM chain, e.g. fullchain.pem")
+    key_file: str = Field(default="", description="mode files: its PEM private key")
+    extra_names: list[str] = Field(
+        default_factory=list,
+        description="mode internal: more DNS names or IP addresses for the server certificate",
+    )
+    renew_before_days: int = Field(default=30, ge=1, le=365)
+    check_interval: float = Field(default=60.0, gt=0, le=86_400)
+
+
+class OrganisationConfig(Section):
+    name: str = Field(default="", max_length=80)
+
+
+class RecordingConfig(Section):
+    enabled: bool = False
+    retention_days: int = Field(default=30, ge=1, le=3650)
 
 
 class AuthConfig(Section):
@@ -187,6 +217,9 @@ class AppConfig(BaseSettings):
     )
 
     web: WebConfig = WebConfig()
+    tls: TlsConfig = TlsConfig()
+    organisation: OrganisationConfig = OrganisationConfig()
+    recording: RecordingConfig = RecordingConfig()
     auth: AuthConfig = AuthConfig()
     database: DatabaseConfig = DatabaseConfig()
     chat: ChatConfig = ChatConfig()
@@ -267,6 +300,7 @@ def generate_config_document() -> tomlkit.TOMLDocument:
     web = tomlkit.table()
     web.add(tomlkit.comment('host = "0.0.0.0"'))
     web.add(tomlkit.comment("port = 8080"))
+    web.add(tomlkit.comment("https_port = 8443"))
     web.add(tomlkit.comment('public_origins = ["https://chat.example.org"]'))
     doc["web"] = web
     auth = tomlkit.table()
