@@ -145,12 +145,23 @@ def _up(settings: Settings) -> int:
     local = web.host in ("0.0.0.0", "::", "127.0.0.1")  # noqa: S104
     shown_host = "localhost" if local else web.host
     print(f"Appliance starting. Open http://{shown_host}:{web.port}/", flush=True)
+    https = "" if web.https_port == 443 else f":{web.https_port}"
+    if web.https_port:
+        print(f"  over HTTPS: https://{shown_host}{https}/", flush=True)
     if web.host in ("0.0.0.0", "::"):  # noqa: S104
-        from appliance.adapters.netinfo import global_ipv4_addresses
+        from appliance.adapters.netinfo import all_addresses
 
-        for address in global_ipv4_addresses():
-            print(f"  from other devices: http://{address}:{web.port}/", flush=True)
-    if asyncio.run(_user_count(settings)) == 0:
+        for address in all_addresses():
+            shown = f"[{address}]" if ":" in address else address
+            if web.https_port:
+                trust = f"http://{shown}:{web.port}/trust"
+                print(f"  from other devices: https://{shown}{https}/", flush=True)
+                print(f"    (to trust its certificate first: {trust})", flush=True)
+            else:
+                print(f"  from other devices: http://{shown}:{web.port}/", flush=True)
+    from appliance.bootstrap import print_setup_notice
+
+    if not print_setup_notice(settings) and asyncio.run(_user_count(settings)) == 0:
         print(
             "No accounts yet. Create the first one in another terminal:\n"
             f"  {sys.executable} -m appliance --data-dir {settings.data_dir}"
@@ -162,15 +173,14 @@ def _up(settings: Settings) -> int:
 
 
 def _turn(settings: Settings) -> int:
-    from appliance.services.turnserver import prepare
+    from appliance.services.turnserver import supervise
 
     try:
-        argv = asyncio.run(prepare(settings))
+        # coturn runs as a child: it gets SIGUSR2 when the certificate files change.
+        return asyncio.run(supervise(settings))
     except (FileNotFoundError, ValueError) as exc:
         print(f"appliance: {exc}", file=sys.stderr)
         return 1
-    os.execv(argv[0], argv)  # noqa: S606 - coturn replaces this process
-    return 0  # not reached
 
 
 def _store(settings: Settings) -> int:

@@ -13,9 +13,12 @@ from appliance.services.notifier import Notifier
 from appliance.services.passwords import PasswordService
 from appliance.services.presence import MemoryPresenceStore, PresenceService
 from appliance.services.ratelimit import MemoryRateLimiter
+from appliance.services.setup import SetupService
 from appliance.services.throttle import LoginThrottle, MemoryAttemptStore
+from appliance.services.tls import TlsManager
 from appliance.services.tokens import TokenCodec
 from appliance.services.turn import TurnCredentialService
+from appliance.services.turnserver import turns_enabled
 from appliance.storage.calls import CallRepository
 from appliance.storage.database import Database
 from appliance.storage.media import MediaRepository
@@ -65,23 +68,31 @@ class Container:
             notifier,
             clock,
         )
-        self.turn = TurnCredentialService(config.turn, clock, force_relay=config.calls.force_relay)
+        self.turn = TurnCredentialService(
+            config.turn, clock, force_relay=config.calls.force_relay, tls=turns_enabled(config)
+        )
+        self.tls = TlsManager(settings)
         self.store = MinioObjectStore(config.storage)
         self.media = MediaService(
             config.storage, self.store, MediaRepository(self.db), self.chat, clock
         )
+        self.setup = SetupService(settings, self.auth, self.users, self.passwords, clock)
 
     async def start(self) -> None:
+        await self.tls.start()
         await self.db.start()
         await self.auth.prune()
         await self.presence.start()
         await self.chat.start()
         await self.calls.start()
         await self.media.start()
+        await self.setup.start()
 
     async def stop(self) -> None:
+        await self.setup.stop()
         await self.media.stop()
         await self.calls.stop()
         await self.chat.stop()
         await self.presence.stop()
         await self.db.stop()
+        await self.tls.stop()

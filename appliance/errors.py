@@ -54,11 +54,20 @@ _STATUS: dict[ErrorCode, int] = {
 class AppError(Exception):
     """An error a client may see. `message` is safe to show; it never carries secrets."""
 
-    def __init__(self, code: ErrorCode, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        fields: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.retry_after = retry_after
+        #: Per-field messages, keyed by the field's dotted path (e.g. "admin.password").
+        self.fields = fields
 
     @property
     def status(self) -> int:
@@ -68,6 +77,8 @@ class AppError(Exception):
         body: dict[str, Any] = {"code": self.code.value, "message": self.message}
         if self.retry_after is not None:
             body["retry_after"] = round(self.retry_after, 3)
+        if self.fields:
+            body["fields"] = dict(self.fields)
         return body
 
 

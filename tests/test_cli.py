@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import stat
 import subprocess
 import sys
@@ -87,13 +88,15 @@ def test_config_error_names_key(tmp_path: Path) -> None:
 
 
 def test_up_runs_services_under_supervisord_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    port = free_port()
+    port, https_port = free_port(), free_port()
     data = tmp_path / "data"
     turn = turn_overrides(allow_loopback_peers=False)
     env = {
         **os.environ,
         "APPLIANCE_WEB__HOST": "127.0.0.1",
         "APPLIANCE_WEB__PORT": str(port),
+        "APPLIANCE_WEB__HTTPS_PORT": str(https_port),
+        "APPLIANCE_TURN__TLS_PORT": str(free_port()),
         "APPLIANCE_TURN__PORT": str(turn["port"]),
         "APPLIANCE_TURN__LISTEN_IPS": '["127.0.0.1"]',
         "APPLIANCE_TURN__RELAY_IP": "127.0.0.1",
@@ -121,6 +124,10 @@ def test_up_runs_services_under_supervisord_and_stops_on_ctrl_c(tmp_path: Path) 
             if status != "ok":
                 time.sleep(0.1)
         assert status == "ok", "web, store and turn did not all come up under supervisord"
+        # The same app over HTTPS, with a certificate from the box's own CA.
+        ca = ssl.create_default_context(cafile=str(data / "tls" / "ca.pem"))
+        secure = httpx.get(f"https://localhost:{https_port}/healthz", verify=ca, timeout=5)
+        assert secure.json()["status"] == "ok"
         conf = (data / "run" / "supervisord.conf").read_text()
         assert 'environment=MALLOC_MMAP_THRESHOLD_="4194304"' in conf
         proc.send_signal(signal.SIGINT)

@@ -73,8 +73,12 @@ def render_config(
     version: tuple[int, ...] | None,
     pid_file: Path,
     userdb: Path,
+    tls: tuple[Path, Path] | None = None,
 ) -> str:
-    """The turnserver.conf for our config. `relay_ip` is the box's own address for relays."""
+    """The turnserver.conf for our config. `relay_ip` is the box's own address for relays.
+
+    `tls`: (certificate chain, key) for `turns:` on turn.tls_port; by default turn.cert_file and
+    turn.key_file when both are set. Without either, coturn serves no TLS or DTLS."""
     secret = config.secret.get_secret_value()
     if not secret:
         raise ValueError("turn.secret is empty")
@@ -106,13 +110,17 @@ def render_config(
     ]
     if external_ip and external_ip != relay_ip:
         lines.append(f"external-ip={external_ip}/{relay_ip}")
-    if config.cert_file and config.key_file:
+    if tls is None and config.cert_file and config.key_file:
+        tls = (Path(config.cert_file), Path(config.key_file))
+    if tls is not None:
+        # coturn re-reads these files on SIGUSR2 (`appliance turn` sends it on a change).
         lines += [
             f"tls-listening-port={config.tls_port}",
-            f"cert={config.cert_file}",
-            f"pkey={config.key_file}",
+            f"cert={tls[0]}",
+            f"pkey={tls[1]}",
             "no-tlsv1",
             "no-tlsv1_1",
+            "no-dtls",  # WebRTC clients use turns: over TCP only
         ]
     else:
         lines += ["no-tls", "no-dtls"]

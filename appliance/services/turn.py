@@ -25,8 +25,17 @@ def _host_for_url(host: str) -> str:
 
 
 class TurnCredentialService:
-    def __init__(self, config: TurnConfig, clock: Clock, *, force_relay: bool = False) -> None:
+    def __init__(
+        self,
+        config: TurnConfig,
+        clock: Clock,
+        *,
+        force_relay: bool = False,
+        tls: bool | None = None,
+    ) -> None:
+        """`tls`: whether coturn serves `turns:` (default: when turn.cert_file is set)."""
         self._config = config
+        self._tls = bool(config.cert_file and config.key_file) if tls is None else tls
         self._clock = clock
         self._policy = "relay" if force_relay else "all"
 
@@ -45,7 +54,7 @@ class TurnCredentialService:
             f"turn:{host}:{config.port}?transport=udp",
             f"turn:{host}:{config.port}?transport=tcp",
         ]
-        if config.cert_file and config.key_file:
+        if self._tls:
             urls.append(f"turns:{host}:{config.tls_port}?transport=tcp")
         return {
             "iceServers": [

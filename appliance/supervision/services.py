@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,6 +14,17 @@ class ServiceSpec:
     start_after: tuple[str, ...] = ()
     stop_wait_seconds: int = 10
     environment: tuple[tuple[str, str], ...] = ()
+    #: Installed, it binds ports below 1024 (web: 80 and 443): the one capability it keeps.
+    binds_privileged_ports: bool = False
+    #: It reads the box's addresses from the kernel (`ip addr`, a netlink socket).
+    reads_addresses: bool = False
+    #: It rewrites the config (the set-up wizard) and asks its supervisor to restart services.
+    rewrites_config: bool = False
+    #: Under supervisord (`appliance up`): "all" output goes to the console; "errors": only lines
+    #: that look like errors do, the rest goes to `<run-dir>/<name>.log` (rotated).
+    console: Literal["all", "errors"] = "all"
+    #: Units the installed service must not run beside (they would take its ports).
+    conflicts: tuple[str, ...] = ()
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
@@ -27,6 +39,9 @@ SERVICES: tuple[ServiceSpec, ...] = (
             ("MALLOC_MMAP_THRESHOLD_", "4194304"),
             ("MALLOC_TRIM_THRESHOLD_", "67108864"),
         ),
+        binds_privileged_ports=True,
+        reads_addresses=True,
+        rewrites_config=True,
     ),
     ServiceSpec(
         name="store",
@@ -37,6 +52,9 @@ SERVICES: tuple[ServiceSpec, ...] = (
         name="turn",
         description="STUN and TURN relay (coturn) with ephemeral credentials",
         command=("turn",),
+        reads_addresses=True,
+        console="errors",
+        conflicts=("coturn.service",),
     ),
 )
 

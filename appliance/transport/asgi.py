@@ -21,6 +21,8 @@ from appliance.transport.http import (
     health,
     media_routes,
     rooms_routes,
+    setup_routes,
+    trust,
     users_routes,
     webui,
 )
@@ -121,6 +123,9 @@ class WebApp:
         app.register_blueprint(calls_routes.blueprint)
         app.register_blueprint(media_routes.blueprint)
         app.register_blueprint(health.blueprint)
+        app.register_blueprint(trust.blueprint)
+        app.register_blueprint(setup_routes.site_blueprint)
+        app.register_blueprint(setup_routes.blueprint)
         app.register_blueprint(webui.make_blueprint(settings.webui_dir))
 
         @app.before_serving

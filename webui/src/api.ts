@@ -20,6 +20,8 @@ export class ApiError extends Error {
   readonly code: string;
   /** Seconds to wait before trying again (429), from Retry-After or the body. */
   readonly retryAfter: number | null;
+  /** Which fields were refused and why (400 from the set-up wizard). */
+  readonly fields: Record<string, string>;
 
   constructor(status: number, body: ErrorBody, retryAfter: number | null) {
     super(body.message);
@@ -27,6 +29,7 @@ export class ApiError extends Error {
     this.status = status;
     this.code = body.code;
     this.retryAfter = retryAfter;
+    this.fields = body.fields ?? {};
   }
 }
 
@@ -81,16 +84,23 @@ function isErrorBody(value: unknown): value is { error: ErrorBody } {
   return typeof error === "object" && error !== null && "code" in error && "message" in error;
 }
 
-interface RequestOptions {
+export interface RequestOptions {
   body?: unknown;
   token?: string;
+  /** The one-time set-up token (sent as `Authorization: Setup <token>`). */
+  setupToken?: string;
   signal?: AbortSignal;
 }
 
-async function request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+export async function request<T>(
+  method: string,
+  path: string,
+  options: RequestOptions = {},
+): Promise<T> {
   const headers: Record<string, string> = { Accept: "application/json" };
   if (options.body !== undefined) headers["Content-Type"] = "application/json";
   if (options.token) headers.Authorization = `Bearer ${options.token}`;
+  if (options.setupToken) headers.Authorization = `Setup ${options.setupToken}`;
   let response: Response;
   try {
     response = await fetch(path, {

@@ -5,6 +5,8 @@ export interface ErrorBody {
   code: string;
   message: string;
   retry_after?: number;
+  /** Per-field messages by dotted path, e.g. {"admin.password": "must be at least 8 characters"}. */
+  fields?: Record<string, string>;
 }
 
 export interface TokenResponse {

@@ -42,6 +42,13 @@ const MARKUP = {
     16,
   ),
   close: svg(`<path d="M18 6 6 18"/><path d="m6 6 12 12"/>`, 18),
+  checkCircle: svg(`<circle cx="12" cy="12" r="10"/><path d="m8 12.5 2.7 2.7L16 10"/>`, 28),
+  copy: svg(
+    `<rect x="9" y="9" width="12" height="12" rx="2"/>` +
+      `<path d="M5 15H4a2 2 0 0 1-2-2V4a2 2 0 0 1 2-2h9a2 2 0 0 1 2 2v1"/>`,
+    16,
+  ),
+  shield: svg(`<path d="M12 22s8-4 8-10V5l-8-3-8 3v7c0 6 8 10 8 10z"/><path d="m9 12 2 2 4-4"/>`, 18),
   arrowDown: svg(`<path d="M12 5v14"/><path d="m19 12-7 7-7-7"/>`, 18),
   pending: svg(`<circle cx="12" cy="12" r="9"/><path d="M12 7v5l3 2"/>`, 14),
   check: svg(`<path d="M20 6 9 17l-5-5"/>`, 14),

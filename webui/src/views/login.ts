@@ -8,6 +8,8 @@ import { icon } from "../ui/icons.ts";
 export interface LoginOptions {
   /** Shown above the form, e.g. "You have signed out." */
   notice?: string;
+  /** The organisation's name (config `organisation.name`), if set. */
+  organisation?: string;
   onSignedIn: (session: Session) => void;
 }
 
@@ -107,7 +109,13 @@ export function renderLogin(root: HTMLElement, options: LoginOptions): () => voi
         h("span", { class: "brand-name" }, "Appliance"),
       ),
       h("h1", { class: "auth-title" }, "Sign in"),
-      h("p", { class: "auth-subtitle" }, "Chat and calls for your team."),
+      h(
+        "p",
+        { class: "auth-subtitle", "data-testid": "login-organisation" },
+        ...(options.organisation
+          ? ["Chat and calls for ", h("strong", {}, options.organisation), "."]
+          : ["Chat and calls for your team."]),
+      ),
       notice,
       form,
     ),
