@@ -107,7 +107,7 @@ WIZARD_CALLS = [
 async def test_site_says_setup_is_pending(wizard: RunningServer) -> None:
     site = await wizard.http.get("/api/site")
     assert site.status_code == 200
-    assert site.json() == {"name": "", "setup_pending": True}
+    assert site.json() == {"name": "", "setup_pending": True, "recording_enabled": False}
     ok = await wizard.http.post("/api/setup/token", headers=auth())
     assert ok.status_code == 200
     assert ok.json()["setup_pending"] is True
@@ -481,7 +481,8 @@ async def test_finish_creates_the_admin_writes_the_config_and_ends_setup(
     assert not token_file(data_dir).exists()
 
     site = (await wizard.http.get("/api/site")).json()
-    assert site == {"name": "Riverside Clinic", "setup_pending": False}
+    # Recording is switched on by the restart that finishing asks the supervisor for.
+    assert site == {"name": "Riverside Clinic", "setup_pending": False, "recording_enabled": False}
     await expect_wizard_gone(wizard)
 
 
@@ -514,7 +515,11 @@ async def test_setup_stays_done_after_a_restart(tmp_path: Path) -> None:
     async with running_server(data_dir, {"setup": {}}) as again:
         assert again.settings.config.setup.token.get_secret_value() == ""
         site = (await again.http.get("/api/site")).json()
-        assert site == {"name": "Riverside Clinic", "setup_pending": False}
+        assert site == {
+            "name": "Riverside Clinic",
+            "setup_pending": False,
+            "recording_enabled": True,
+        }
         await expect_wizard_gone(again)
         assert (await again.login("boss"))["access_token"]
         assert not token_file(data_dir).exists()

@@ -75,6 +75,7 @@ class MediaService:
         self._allowed = {t.lower() for t in config.allowed_types}
         self._cleaner: asyncio.Task[None] | None = None
         self._bucket_ready = False
+        self._store_warned = False
 
     async def start(self) -> None:
         await self._ensure_bucket()
@@ -92,7 +93,14 @@ class MediaService:
                 await self._store.ensure_bucket()
                 self._bucket_ready = True
             except Exception as exc:  # the store may start after us; retried later
-                log.warning("object store not ready: %s", exc)
+                # Once per outage: a box run without its store would repeat it every round.
+                level = logging.DEBUG if self._store_warned else logging.WARNING
+                log.log(level, "object store not ready: %s", exc)
+                self._store_warned = True
+            else:
+                if self._store_warned:
+                    log.info("object store is ready")
+                self._store_warned = False
         return self._bucket_ready
 
     async def healthy(self) -> bool:

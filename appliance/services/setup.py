@@ -126,6 +126,7 @@ class SetupPlan(StepModel):
 class SiteInfo(BaseModel):
     name: str
     setup_pending: bool
+    recording_enabled: bool
 
 
 class FirewallRule(BaseModel):
@@ -350,7 +351,11 @@ class SetupService:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def site(self) -> SiteInfo:
-        return SiteInfo(name=self._site_name, setup_pending=self.pending)
+        return SiteInfo(
+            name=self._site_name,
+            setup_pending=self.pending,
+            recording_enabled=self._settings.config.recording.enabled,
+        )
 
     # -- the token ----------------------------------------------------------------------------
 
