@@ -30,9 +30,11 @@ from collections import deque
 from typing import Any
 
 import engineio
-import socketio
 from engineio import exceptions, packet
 from engineio.async_socket import AsyncSocket
+
+from appliance.transport.realtime import frames
+from appliance.transport.realtime.frames import DECODE_ERRORS, GuardedSocketServer, client_of
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,7 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
     _last_frame: float = 0.0
     _waiting: bool = False
     _expired: bool = False
+    _client: str = "unknown"
 
     async def send(self, pkt: Any) -> None:
         ws = self._ws
@@ -184,9 +187,14 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
                     break  # what engine.io does with a packet over the limit: hang up
                 self._last_frame = loop.time()
                 try:
-                    await self.receive(packet.Packet(encoded_packet=data))
-                except exceptions.UnknownPacketError:
-                    pass
+                    pkt = packet.Packet(encoded_packet=data)
+                    if not 0 <= pkt.packet_type < len(packet.packet_names):
+                        raise exceptions.UnknownPacketError()
+                except (*DECODE_ERRORS, exceptions.UnknownPacketError):
+                    frames.bad_frames.report(self._client, "not an engine.io packet")
+                    break
+                try:
+                    await self.receive(pkt)
                 except exceptions.SocketIsClosedError:
                     break
                 except Exception:
@@ -239,10 +247,11 @@ class DirectEngineServer(engineio.AsyncServer):  # type: ignore[misc]
             sock = self.sockets.get(args[0])
             if type(sock) is AsyncSocket:
                 sock.__class__ = DirectSocket
+                sock._client = client_of(args[1] if len(args) > 1 else None)
         return await super()._trigger_event(event, *args, **kwargs)
 
 
-class DirectSocketServer(socketio.AsyncServer):  # type: ignore[misc]
+class DirectSocketServer(GuardedSocketServer):
     """python-socketio's server on `DirectEngineServer`."""
 
     def _engineio_server_class(self) -> type[engineio.AsyncServer]:
