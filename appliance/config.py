@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import tomllib
@@ -80,6 +81,32 @@ class OrganisationConfig(Section):
 class RecordingConfig(Section):
     enabled: bool = False
     retention_days: int = Field(default=30, ge=1, le=3650)
+    passthrough: bool = Field(
+        default=True,
+        description="Write received frames without decoding (false: aiortc's MediaRecorder).",
+    )
+    host_addresses: list[str] = Field(
+        default_factory=list,
+        description="The only addresses the recorder offers as ICE host candidates (empty: all).",
+    )
+    max_concurrent: int = Field(default=4, ge=1, le=64)
+    start_timeout: float = Field(default=20.0, gt=0, le=600)
+    web_url: str = ""
+    cleanup_interval: float = Field(default=3600.0, gt=0)
+
+    @field_validator("host_addresses")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            ipaddress.ip_address(address)  # ValueError names the bad one
+        return value
+
+    @field_validator("web_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("web_url must start with http:// or https://")
+        return value.rstrip("/")
 
 
 class AuthConfig(Section):

@@ -13,6 +13,7 @@ from appliance.services.notifier import Notifier
 from appliance.services.passwords import PasswordService
 from appliance.services.presence import MemoryPresenceStore, PresenceService
 from appliance.services.ratelimit import MemoryRateLimiter
+from appliance.services.recordings import RecorderChannel, RecordingService
 from appliance.services.setup import SetupService
 from appliance.services.throttle import LoginThrottle, MemoryAttemptStore
 from appliance.services.tls import TlsManager
@@ -24,6 +25,7 @@ from appliance.storage.database import Database
 from appliance.storage.media import MediaRepository
 from appliance.storage.message_writer import MessageWriter
 from appliance.storage.messages import MessageRepository
+from appliance.storage.recordings import RecordingRepository
 from appliance.storage.rooms import RoomRepository
 from appliance.storage.tokens import TokenRepository
 from appliance.storage.users import UserRepository
@@ -32,7 +34,13 @@ from appliance.storage.users import UserRepository
 class Container:
     """Owns the long-lived components; `start()` and `stop()` bring them up and down in order."""
 
-    def __init__(self, settings: Settings, notifier: Notifier, clock: Clock = wall_clock) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        notifier: Notifier,
+        clock: Clock = wall_clock,
+        recorder: RecorderChannel | None = None,
+    ) -> None:
         config = settings.config
         self.settings = settings
         self.clock = clock
@@ -76,6 +84,17 @@ class Container:
         self.media = MediaService(
             config.storage, self.store, MediaRepository(self.db), self.chat, clock
         )
+        self.recordings = RecordingService(
+            config.recording,
+            config.storage,
+            self.store,
+            RecordingRepository(self.db),
+            self.calls,
+            notifier,
+            recorder,
+            self.media.base_url,
+            clock,
+        )
         self.setup = SetupService(settings, self.auth, self.users, self.passwords, clock)
 
     async def start(self) -> None:
@@ -86,10 +105,12 @@ class Container:
         await self.chat.start()
         await self.calls.start()
         await self.media.start()
+        await self.recordings.start()
         await self.setup.start()
 
     async def stop(self) -> None:
         await self.setup.stop()
+        await self.recordings.stop()
         await self.media.stop()
         await self.calls.stop()
         await self.chat.stop()

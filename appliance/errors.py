@@ -25,6 +25,7 @@ class ErrorCode(StrEnum):
     UPLOAD_MISSING = "upload_missing"
     UPLOAD_MISMATCH = "upload_mismatch"
     UPLOAD_EXPIRED = "upload_expired"
+    RECORDING_DISABLED = "recording_disabled"
     INTERNAL = "internal_error"
 
 
@@ -47,6 +48,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.UPLOAD_MISSING: 409,
     ErrorCode.UPLOAD_MISMATCH: 409,
     ErrorCode.UPLOAD_EXPIRED: 410,
+    ErrorCode.RECORDING_DISABLED: 409,
     ErrorCode.INTERNAL: 500,
 }
 

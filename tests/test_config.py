@@ -116,5 +116,17 @@ def test_docs_name_every_key() -> None:
     for section, field in AppConfig.model_fields.items():
         assert f"## `[{section}]`" in doc, section
         assert field.annotation is not None
-        for key in field.annotation.model_fields:  # type: ignore[union-attr]
+        for key in field.annotation.model_fields:
             assert f"| `{key}` |" in doc, f"{section}.{key}"
+
+
+def test_recording_keys_checked() -> None:
+    config = parse_config({"recording": {"host_addresses": ["127.0.0.1", "::1"]}}).recording
+    assert config.host_addresses == ["127.0.0.1", "::1"]
+    assert config.passthrough is True and config.max_concurrent == 4 and config.web_url == ""
+    with pytest.raises(ConfigError, match=r"recording\.host_addresses"):
+        parse_config({"recording": {"host_addresses": ["box.local"]}})
+    with pytest.raises(ConfigError, match=r"recording\.max_concurrent"):
+        parse_config({"recording": {"max_concurrent": 0}})
+    with pytest.raises(ConfigError, match=r"recording\.web_url"):
+        parse_config({"recording": {"web_url": "127.0.0.1:8080"}})

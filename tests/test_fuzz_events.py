@@ -39,6 +39,9 @@ field_values = {
     "call_id": st.text(max_size=80) | json_values,
     "media": st.fixed_dictionaries({"audio": json_values, "video": json_values}) | json_values,
     "to": json_values,
+    "action": st.sampled_from(["start", "stop"]) | json_values,
+    "recording_id": st.text(max_size=80) | json_values,
+    "reason": st.text(max_size=50) | json_values,
     "offer": st.fixed_dictionaries({"type": st.text(max_size=8), "sdp": st.text()}) | json_values,
     "answer": st.fixed_dictionaries({"type": json_values, "sdp": json_values}) | json_values,
     "candidate": st.fixed_dictionaries(
@@ -71,6 +74,13 @@ events = st.sampled_from(
         "webrtc:offer",
         "webrtc:answer",
         "webrtc:ice-candidate",
+        "call:record",
+        "recorder:offer",
+        "recorder:ice-candidate",
+        "recorder:answer",
+        "recorder:state",
+        "recorder:failed",
+        "recorder:done",
         "no:such",
         "x" * 300,
     ]

@@ -96,6 +96,13 @@ class Call:
         return {"audio": self.audio, "video": self.video}
 
 
+class CallListener(Protocol):
+    """Told when a call ends or a participant's bound socket goes (recording stops then)."""
+
+    async def call_ended(self, call: Call) -> None: ...
+    async def participant_left(self, call: Call, user_id: int) -> None: ...
+
+
 class CallStore(Protocol):
     async def get(self, call_id: str) -> Call | None: ...
     async def of_user(self, user_id: int) -> Call | None: ...
@@ -167,6 +174,20 @@ class CallService:
         self._notifier = notifier
         self._clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
+        self._listeners: list[CallListener] = []
+
+    def add_listener(self, listener: CallListener) -> None:
+        self._listeners.append(listener)
+
+    async def _tell(self, call: Call, left: int | None = None) -> None:
+        for listener in self._listeners:
+            try:
+                if left is None:
+                    await listener.call_ended(call)
+                else:
+                    await listener.participant_left(call, left)
+            except Exception:  # a listener's bug must not break the call flow
+                log.exception("call listener failed")
 
     async def start(self) -> None:
         await self._log.close_unfinished(EndReason.SERVER_RESTART, self._clock())
@@ -195,6 +216,9 @@ class CallService:
 
     async def current(self, user_id: int) -> Call | None:
         return await self._store.of_user(user_id)
+
+    async def get(self, call_id: str) -> Call | None:
+        return await self._store.get(call_id)
 
     # -- the state machine ------------------------------------------------------------------
 
@@ -318,6 +342,7 @@ class CallService:
             if task is not asyncio.current_task():
                 task.cancel()
         await self._log.ended(call.id, reason, self._clock())
+        await self._tell(call)
         if not notify:
             return
         payload = {"call_id": call.id, "reason": reason.value}
@@ -371,6 +396,7 @@ class CallService:
         if call.sid_of(user_id) != sid:
             return  # another tab of a participant; the call is not on it
         call.bind(user_id, None)
+        await self._tell(call, left=user_id)
         if self._config.reconnect_grace <= 0:
             await self._finish(call, EndReason.DISCONNECTED)
             return

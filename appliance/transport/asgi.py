@@ -12,6 +12,7 @@ from quart import Quart, Response
 from quart_schema import Info, QuartSchema
 
 from appliance import __version__
+from appliance.adapters.service_key import ensure_service_key
 from appliance.config import Settings, WebConfig
 from appliance.container import Container
 from appliance.services.clock import Clock, wall_clock
@@ -20,6 +21,7 @@ from appliance.transport.http import (
     calls_routes,
     health,
     media_routes,
+    recordings_routes,
     rooms_routes,
     setup_routes,
     trust,
@@ -33,6 +35,10 @@ from appliance.transport.realtime.chat_events import register_chat_events
 from appliance.transport.realtime.engine import DirectSocketServer
 from appliance.transport.realtime.gateway import RealtimeGateway, SocketNotifier
 from appliance.transport.realtime.media_events import register_media_events
+from appliance.transport.realtime.recording_events import (
+    SocketRecorderChannel,
+    register_recording_events,
+)
 from appliance.transport.realtime.wire import FastJSON, TextPacket
 from appliance.transport.store_proxy import StoreProxy
 
@@ -82,7 +88,9 @@ class WebApp:
             json=FastJSON,
         )
         self.notifier = SocketNotifier(self.sio)
-        self.container = Container(settings, self.notifier, clock)
+        self.container = Container(
+            settings, self.notifier, clock, recorder=SocketRecorderChannel(self.sio)
+        )
         services = self.container
         self.gateway = RealtimeGateway(
             self.sio,
@@ -92,10 +100,14 @@ class WebApp:
             services.calls,
             services.limiter,
             clock,
+            services=services.recordings,
+            service_key=lambda: ensure_service_key(settings.data_dir),
+            service_sids=self.notifier.service_sids,
         )
         register_chat_events(self.gateway, services.chat)
         register_call_events(self.gateway, services.calls)
         register_media_events(self.gateway, services.media)
+        register_recording_events(self.gateway, services.recordings)
         self.quart = self._build_quart(settings)
         self.store_proxy = StoreProxy(
             socketio.ASGIApp(self.sio, other_asgi_app=self.quart), settings.config.storage
@@ -122,6 +134,7 @@ class WebApp:
         app.register_blueprint(rooms_routes.blueprint)
         app.register_blueprint(calls_routes.blueprint)
         app.register_blueprint(media_routes.blueprint)
+        app.register_blueprint(recordings_routes.blueprint)
         app.register_blueprint(health.blueprint)
         app.register_blueprint(trust.blueprint)
         app.register_blueprint(setup_routes.site_blueprint)

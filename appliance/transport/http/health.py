@@ -33,6 +33,7 @@ async def healthz() -> Response:
     )
     services["turn"] = {"state": "up" if turn_up else "down"}
     services["store"] = {"state": "up" if store_up else "down"}
+    services["recorder"] = {"state": "up" if container().recordings.recorder_up else "down"}
     healthy = all(s["state"] == "up" for s in services.values())
     status = "ok" if healthy else "degraded" if core_ok else "down"
     response = jsonify({"status": status, "services": services})

@@ -6,12 +6,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import engineio
 import socketio
 from pydantic import BaseModel, ConfigDict, Field
 
+from appliance.adapters.service_key import key_matches
 from appliance.errors import AppError, ErrorCode
 from appliance.services.auth import AuthService, Principal
 from appliance.services.calls import CallService
@@ -25,6 +26,16 @@ log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 EventBody = Callable[[str, Principal, M], Awaitable[dict[str, Any]]]
+ServiceBody = Callable[[str, M], Awaitable[dict[str, Any]]]
+RECORDER = "recorder"
+
+
+class ServiceSockets(Protocol):
+    """Where the gateway reports the recorder service's socket (no user, no presence, no rooms)."""
+
+    async def recorder_connected(self, sid: str) -> None: ...
+    async def recorder_gone(self, sid: str) -> None: ...
+
 
 SESSION_CLOSE = "session:close"
 RATE_LIMITED = "rate_limited"
@@ -77,6 +88,8 @@ class SocketNotifier:
     def __init__(self, sio: socketio.AsyncServer) -> None:
         self._sio = sio
         self._direct = type(sio.manager) is socketio.AsyncManager
+        #: Sockets of services (the recorder): no user broadcasts reach them.
+        self.service_sids: set[str] = set()
 
     def sids_of(self, user_id: int) -> list[str]:
         return [sid for sid, _ in self._sio.manager.get_participants("/", user_room(user_id))]
@@ -109,7 +122,8 @@ class SocketNotifier:
     async def to_everyone(
         self, event: str, payload: dict[str, Any], *, except_user: int | None = None
     ) -> None:
-        skip = self.sids_of(except_user) if except_user is not None else None
+        skip = self.sids_of(except_user) if except_user is not None else []
+        skip.extend(self.service_sids)
         await self._sio.emit(event, payload, skip_sid=skip or None)
 
     async def to_user(
@@ -153,6 +167,10 @@ class RealtimeGateway:
         calls: CallService,
         limiter: RateLimiter,
         clock: Clock,
+        *,
+        services: ServiceSockets | None = None,
+        service_key: Callable[[], str] | None = None,
+        service_sids: set[str] | None = None,
     ) -> None:
         self._sio = sio
         self._auth = auth
@@ -163,6 +181,12 @@ class RealtimeGateway:
         self._clock = clock
         self._sessions: dict[str, SocketSession] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._services = services
+        self._service_key = service_key
+        # Shared with the notifier, which keeps broadcasts away from them.
+        self._service_sids: set[str] = service_sids if service_sids is not None else set()
+        self._service_events: dict[str, Callable[[str, tuple[Any, ...]], Awaitable[Ack]]] = {}
+        self._user_events: set[str] = set()
         sio.on("connect", self._on_connect)
         sio.on("disconnect", self._on_disconnect)
         sio.on("*", self._on_unknown)
@@ -184,6 +208,11 @@ class RealtimeGateway:
 
         def register(body: EventBody[M]) -> EventBody[M]:
             async def handler(sid: str, *args: Any) -> Ack:
+                if sid in self._service_sids:
+                    service_handler = self._service_events.get(name)
+                    if service_handler is not None:
+                        return await service_handler(sid, args)
+
                 async def work() -> Ack:
                     principal = self.principal(sid)
                     if event_class is not None:
@@ -193,6 +222,31 @@ class RealtimeGateway:
                 return await guarded(name, work)
 
             self._sio.on(name, handler)
+            self._user_events.add(name)
+            return body
+
+        return register
+
+    def on_service(self, name: str, model: type[M]) -> Callable[[ServiceBody[M]], ServiceBody[M]]:
+        """Register an event only the recorder service's socket may send (user sockets get
+        `forbidden`). An event name users also send (registered with `on`) is dispatched by
+        the sender: the recorder's socket here, users there."""
+
+        def register(body: ServiceBody[M]) -> ServiceBody[M]:
+            async def service_handler(sid: str, args: tuple[Any, ...]) -> Ack:
+                async def work() -> Ack:
+                    return ok(**await body(sid, parse(model, single_payload(args))))
+
+                return await guarded(name, work)
+
+            async def handler(sid: str, *args: Any) -> Ack:
+                if sid in self._service_sids:
+                    return await service_handler(sid, args)
+                return fail(AppError(ErrorCode.FORBIDDEN, "only the recorder service sends that"))
+
+            self._service_events[name] = service_handler
+            if name not in self._user_events:
+                self._sio.on(name, handler)
             return body
 
         return register
@@ -222,6 +276,8 @@ class RealtimeGateway:
         raise error
 
     def principal(self, sid: str) -> Principal:
+        if sid in self._service_sids:
+            raise AppError(ErrorCode.FORBIDDEN, "a service socket cannot send user events")
         session = self._sessions.get(sid)
         if session is None or session.closing:
             raise AppError(ErrorCode.TOKEN_INVALID, "socket is not authenticated")
@@ -273,6 +329,9 @@ class RealtimeGateway:
     # -- handlers ------------------------------------------------------------------------
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        if isinstance(auth, dict) and "service" in auth:
+            await self._connect_service(sid, auth)
+            return
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
             if token is None or token == "":
@@ -292,6 +351,20 @@ class RealtimeGateway:
         # Sent once the CONNECT packet has gone out, so the client is ready for it.
         self._spawn(self._send_presence_list(sid), name=f"presence-list-{sid}")
 
+    async def _connect_service(self, sid: str, auth: dict[str, Any]) -> None:
+        """The recorder: its key from the data dir, no principal, no presence, no rooms."""
+        expected = self._service_key() if self._service_key is not None else ""
+        if (
+            auth.get("service") != RECORDER
+            or self._services is None
+            or not key_matches(expected, auth.get("key"))
+        ):
+            error = AppError(ErrorCode.TOKEN_INVALID, "service credential refused")
+            raise socketio.exceptions.ConnectionRefusedError(error.code.value, error.to_payload())
+        self._service_sids.add(sid)
+        log.info("the recorder service connected")
+        await self._services.recorder_connected(sid)
+
     async def _send_presence_list(self, sid: str) -> None:
         await asyncio.sleep(0)
         await self._sio.emit(PRESENCE_LIST, await self._presence_payload(), to=sid)
@@ -301,6 +374,12 @@ class RealtimeGateway:
         return {"users": [{"user_id": u.user_id, "username": u.username} for u in online]}
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
+        if sid in self._service_sids:
+            self._service_sids.discard(sid)
+            log.info("the recorder service disconnected")
+            if self._services is not None:
+                await self._services.recorder_gone(sid)
+            return
         session = self._sessions.pop(sid, None)
         if session is None:
             return
