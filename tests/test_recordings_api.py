@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from minio import Minio
 from minio.error import S3Error
 
 from appliance.adapters.service_key import ensure_service_key
+from appliance.storage.recordings import RecordingRepository
 from tests.store_support import running_store, storage_overrides
 from tests.support import RunningServer, make_settings, running_server
 from tests.test_calls import ANSWER, CANDIDATE, OFFER, active_call, start_call
@@ -41,8 +43,9 @@ class Recorder:
             await self.gate.wait()
         return self.answer
 
-    async def connect(self, key: str | None = None) -> Recorder:
-        await self.client.connect(None, auth={"service": "recorder", "key": key or self.key})
+    async def connect(self, key: str | None = None, **kwargs: Any) -> Recorder:
+        auth = {"service": "recorder", "key": key or self.key}
+        await self.client.connect(None, auth=auth, **kwargs)
         return self
 
     async def next(self, event: str, timeout: float = 5.0) -> Any:
@@ -53,8 +56,9 @@ class Recorder:
 
 
 class World:
-    def __init__(self, server: RunningServer) -> None:
+    def __init__(self, server: RunningServer, store: subprocess.Popen[bytes] | None = None) -> None:
         self.server = server
+        self.store = store
         config = server.settings.config.storage
         self.minio = Minio(
             config.address,
@@ -98,8 +102,8 @@ def enabled(**recording: Any) -> dict[str, dict[str, Any]]:
 @asynccontextmanager
 async def world(data_dir: Path, overrides: dict[str, dict[str, Any]]) -> AsyncIterator[World]:
     settings = make_settings(data_dir, overrides)
-    async with running_store(settings), running_server(data_dir, overrides) as server:
-        yield World(server)
+    async with running_store(settings) as store, running_server(data_dir, overrides) as server:
+        yield World(server, store)
 
 
 @pytest.fixture
@@ -345,6 +349,17 @@ async def test_service_credential_checked(rec: World) -> None:
     assert health["services"]["recorder"] == {"state": "down"}
 
 
+async def test_unencodable_service_key_is_refused(rec: World) -> None:
+    """A key JSON can carry but UTF-8 cannot (a lone surrogate): refused like any wrong key,
+    not left hanging on a failed handshake."""
+    client = rec.server.client()
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(None, auth={"service": "recorder", "key": "\ud800"}, wait_timeout=5)
+    assert isinstance(client.connect_error, dict), client.connect_error
+    assert client.connect_error["data"]["code"] == "token_invalid"
+    assert (await rec.recorder()).client.sio.connected
+
+
 async def test_recorder_socket_is_no_user(rec: World) -> None:
     recorder = await rec.recorder()
     alice, _bob, call_id = await in_call(rec)
@@ -414,6 +429,61 @@ async def test_a_new_recorder_replaces_the_old_one(rec: World) -> None:
     # The new one takes new recordings.
     new_id, _ = await recording(second, alice, bob, call_id)
     assert new_id != recording_id
+
+
+async def test_while_a_recorder_is_replaced(rec: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While web fails the replaced recorder's recordings (held here), a start is `unavailable`
+    at once (the new socket, still in its handshake, could not ack it), the replaced socket
+    speaks for no recording, and afterwards the new recorder takes recordings that are not
+    failed along with the old ones."""
+    first = await rec.recorder()
+    alice, bob, call_id = await in_call(rec)
+    old_id, _ = await recording(first, alice, bob, call_id)
+    held, gate = asyncio.Event(), asyncio.Event()
+    fail_processing = RecordingRepository.fail_processing
+
+    async def held_back(self: RecordingRepository, reason: str, now: float) -> int:
+        if reason == "recorder_lost":
+            held.set()
+            await gate.wait()
+        return await fail_processing(self, reason, now)
+
+    monkeypatch.setattr(RecordingRepository, "fail_processing", held_back)
+    second = Recorder(rec.server)
+    connecting = asyncio.create_task(second.connect(wait_timeout=10))
+    lost = {
+        "call_id": call_id,
+        "recording_id": old_id,
+        "state": "failed",
+        "by": None,
+        "reason": "recorder_lost",
+    }
+    assert await alice.sock.next("call:recording") == lost
+    assert await bob.sock.next("call:recording") == lost
+    async with asyncio.timeout(5):
+        await held.wait()
+    ack = await alice.sock.call("call:record", {"call_id": call_id, "action": "start"})
+    assert ack["ok"] is False and ack["error"]["code"] == "unavailable", ack
+    ref = {"call_id": call_id, "recording_id": old_id}
+    for event, payload in [
+        ("recorder:state", {**ref, "state": "recording"}),
+        ("recorder:failed", {**ref, "reason": "disk_full"}),
+        ("recorder:answer", {**ref, "user_id": alice.id, "answer": ANSWER}),
+    ]:
+        ack = await first.call(event, payload)
+        assert ack["ok"] is False and ack["error"]["code"] == "forbidden", (event, ack)
+    gate.set()
+    await connecting
+    async with asyncio.timeout(5):
+        await first.client.disconnected.wait()
+    new_id, _ = await recording(second, alice, bob, call_id)
+    assert (await alice.sock.call("call:record", {"call_id": call_id, "action": "stop"}))["ok"]
+    await second.next("recorder:stop")
+    await rec.upload(f"recordings/{new_id}.webm")
+    assert (await done(rec, second, call_id, new_id))["ok"]
+    assert await bob.sock.next("recording:ready") == {"recording_id": new_id, "call_id": call_id}
+    listed = (await bob.get("/api/recordings")).json()["recordings"]
+    assert [(r["id"], r["status"]) for r in listed] == [(new_id, "ready")]
 
 
 # -- signaling between participants and the recorder ----------------------------------------
@@ -745,3 +815,49 @@ async def test_processing_left_by_a_restart_fails(tmp_path: Path) -> None:
             assert await repo.cleanup(server.app.container.clock() + 31 * DAY) == 1
             assert not await w.exists(f"recordings/{recording_id}.webm")
             assert call_id
+
+
+@pytest.mark.timeout(90)
+async def test_store_down_at_done_delete_and_cleanup(rec: World) -> None:
+    """The store down: `done` fails the recording (`store_unavailable`), delete and retention
+    keep the row (nothing is forgotten while its file may still be there)."""
+    recorder = await rec.recorder()
+    alice, bob, call_id = await in_call(rec)
+    kept_id, _ = await recording(recorder, alice, bob, call_id)
+    assert (await alice.sock.call("call:record", {"call_id": call_id, "action": "stop"}))["ok"]
+    await recorder.next("recorder:stop")
+    await rec.upload(f"recordings/{kept_id}.webm")
+    assert (await done(rec, recorder, call_id, kept_id))["ok"]
+    for someone in (alice, bob):
+        assert (await someone.sock.next("call:recording"))["state"] == "stopped"
+        assert (await someone.sock.next("recording:ready"))["recording_id"] == kept_id
+    late_id, _ = await recording(recorder, alice, bob, call_id)
+    assert (await bob.sock.call("call:record", {"call_id": call_id, "action": "stop"}))["ok"]
+    await recorder.next("recorder:stop")
+    await rec.upload(f"recordings/{late_id}.webm")
+    for someone in (alice, bob):
+        assert (await someone.sock.next("call:recording"))["state"] == "stopped"
+    assert rec.store is not None
+    rec.store.terminate()
+    rec.store.wait(timeout=10)
+    ack = await done(rec, recorder, call_id, late_id)
+    assert ack["ok"] is False and ack["error"]["code"] == "storage_unavailable", ack
+    failed = {
+        "call_id": call_id,
+        "recording_id": late_id,
+        "state": "failed",
+        "by": None,
+        "reason": "store_unavailable",
+    }
+    assert await alice.sock.next("call:recording") == failed
+    assert await bob.sock.next("call:recording") == failed
+    response = await rec.server.http.delete(
+        f"/api/recordings/{kept_id}", headers={"Authorization": f"Bearer {alice.token}"}
+    )
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "storage_unavailable"
+    recordings = rec.server.app.container.recordings
+    assert await recordings.cleanup(rec.server.app.container.clock() + 31 * DAY) == 0
+    listed = (await bob.get("/api/recordings")).json()["recordings"]
+    assert [(r["id"], r["status"]) for r in listed] == [(kept_id, "ready")]
+    assert recorder.client.sio.connected

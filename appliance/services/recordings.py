@@ -158,14 +158,17 @@ class RecordingService:
         return sid == self._recorder_sid
 
     async def recorder_connected(self, sid: str) -> None:
-        """A recorder authenticated. A new one replaces the old one, whose recordings fail."""
-        old = self._recorder_sid
-        self._recorder_sid = sid
-        if old is not None and old != sid:
+        """A recorder authenticated (this runs inside its handshake). A new one replaces the
+        old one, whose recordings fail first. Meanwhile there is no recorder: a start then is
+        `unavailable`, not sent to the new socket (it could not ack before its handshake is
+        done) nor failed along with the old one's recordings."""
+        while (old := self._recorder_sid) is not None and old != sid:
+            self._recorder_sid = None
             log.info("a new recorder connection replaces the old one")
             await self._recorder_lost()
             if self._channel is not None:
                 await self._channel.disconnect(old)
+        self._recorder_sid = sid
 
     async def recorder_gone(self, sid: str) -> None:
         if sid != self._recorder_sid:

@@ -353,17 +353,21 @@ class RealtimeGateway:
 
     async def _connect_service(self, sid: str, auth: dict[str, Any]) -> None:
         """The recorder: its key from the data dir, no principal, no presence, no rooms."""
-        expected = self._service_key() if self._service_key is not None else ""
-        if (
-            auth.get("service") != RECORDER
-            or self._services is None
-            or not key_matches(expected, auth.get("key"))
-        ):
+        services, accepted = self._services, False
+        if auth.get("service") == RECORDER and services is not None:
+            try:
+                expected = self._service_key() if self._service_key is not None else ""
+                accepted = key_matches(expected, auth.get("key"))
+            except UnicodeEncodeError:  # an offered key with lone surrogates (JSON allows them)
+                pass
+            except (OSError, UnicodeDecodeError) as exc:
+                log.warning("the recorder's service key cannot be read: %s", type(exc).__name__)
+        if services is None or not accepted:
             error = AppError(ErrorCode.TOKEN_INVALID, "service credential refused")
             raise socketio.exceptions.ConnectionRefusedError(error.code.value, error.to_payload())
         self._service_sids.add(sid)
         log.info("the recorder service connected")
-        await self._services.recorder_connected(sid)
+        await services.recorder_connected(sid)
 
     async def _send_presence_list(self, sid: str) -> None:
         await asyncio.sleep(0)

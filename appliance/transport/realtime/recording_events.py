@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import socketio
 from pydantic import BaseModel, ConfigDict, Field
 
+from appliance.errors import AppError, ErrorCode
 from appliance.services.auth import Principal
 from appliance.services.ratelimit import EventClass
 from appliance.services.recordings import (
@@ -132,8 +133,14 @@ def register_recording_events(gateway: RealtimeGateway, recordings: RecordingSer
 
     # -- the recorder service ----------------------------------------------------------------
 
+    def current(sid: str) -> None:
+        """A replaced recorder socket (being disconnected) speaks for no recording."""
+        if not recordings.is_recorder(sid):
+            raise AppError(ErrorCode.FORBIDDEN, "this recorder connection was replaced")
+
     @gateway.on_service(RECORDER_ANSWER, RecorderAnswerIn)
     async def answer(sid: str, data: RecorderAnswerIn) -> dict[str, Any]:
+        current(sid)
         body = {"answer": data.answer.model_dump()}
         await recordings.from_recorder(
             RECORDER_ANSWER, data.call_id, data.recording_id, data.user_id, body
@@ -142,6 +149,7 @@ def register_recording_events(gateway: RealtimeGateway, recordings: RecordingSer
 
     @gateway.on_service(RECORDER_ICE, RecorderIceIn)
     async def recorder_ice(sid: str, data: RecorderIceIn) -> dict[str, Any]:
+        current(sid)
         body = {"candidate": candidate_of(data.candidate)}
         await recordings.from_recorder(
             RECORDER_ICE, data.call_id, data.recording_id, data.user_id, body
@@ -150,16 +158,19 @@ def register_recording_events(gateway: RealtimeGateway, recordings: RecordingSer
 
     @gateway.on_service("recorder:state", RecorderStateIn)
     async def state(sid: str, data: RecorderStateIn) -> dict[str, Any]:
+        current(sid)
         await recordings.recorder_state(data.call_id, data.recording_id)
         return {}
 
     @gateway.on_service("recorder:failed", RecorderFailedIn)
     async def failed(sid: str, data: RecorderFailedIn) -> dict[str, Any]:
+        current(sid)
         await recordings.recorder_failed(data.call_id, data.recording_id, data.reason)
         return {}
 
     @gateway.on_service("recorder:done", RecorderDoneIn)
     async def done(sid: str, data: RecorderDoneIn) -> dict[str, Any]:
+        current(sid)
         finished = Finished(
             data.content_type, data.size, data.duration, data.started_at, data.ended_at
         )
