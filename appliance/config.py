@@ -48,6 +48,11 @@ class WebConfig(Section):
     trust_forwarded_for: bool = False
     server: Literal["uvicorn", "hypercorn"] = "uvicorn"
     webui_dir: str = ""
+    fast_paths: bool = Field(
+        default=True,
+        description="The Socket.IO fast paths that reach into library internals "
+        "(appliance/transport/realtime/engine.py); false: python-socketio's stock paths.",
+    )
 
     @field_validator("public_origins")
     @classmethod

@@ -15,7 +15,13 @@ import engineio
 import socketio
 from engineio.async_socket import AsyncSocket
 
-from appliance.transport.realtime.engine import CorkedTransport, DirectEngineServer, DirectSocket
+from appliance.transport.realtime.engine import (
+    CorkedTransport,
+    DirectEngineServer,
+    DirectSocket,
+    DirectSocketServer,
+    StockSocketServer,
+)
 from tests.support import RunningServer, running_server
 
 
@@ -183,3 +189,22 @@ async def test_the_cork_sends_what_is_pending_before_closing() -> None:
     cork.write(b"late")  # after close: dropped, not an error
     await asyncio.sleep(0)
     assert real.writes == [b"bye"]
+
+
+async def test_the_fast_paths_switch_off_together(tmp_path: Path) -> None:
+    """`web.fast_paths = false`: python-socketio's and engine.io's stock paths, nothing of ours
+    in between but the bad-frame guard."""
+    async with running_server(tmp_path / "stock", {"web": {"fast_paths": False}}) as server:
+        assert type(server.app.sio) is StockSocketServer
+        assert type(server.app.sio.eio) is engineio.AsyncServer
+        await server.add_user("ana")
+        sock = await server.user_socket("ana")
+        (eio_socket,) = server.app.sio.eio.sockets.values()
+        assert type(eio_socket) is AsyncSocket
+        assert (await sock.call("presence:list", {}))["ok"] is True
+    async with running_server(tmp_path / "fast") as server:
+        assert type(server.app.sio) is DirectSocketServer
+        await server.add_user("ana")
+        await server.user_socket("ana")
+        (eio_socket,) = server.app.sio.eio.sockets.values()
+        assert type(eio_socket) is DirectSocket

@@ -32,7 +32,7 @@ from appliance.transport.http.deps import CONTAINER_KEY
 from appliance.transport.http.errors import register_error_handlers
 from appliance.transport.realtime.call_events import register_call_events
 from appliance.transport.realtime.chat_events import register_chat_events
-from appliance.transport.realtime.engine import DirectSocketServer
+from appliance.transport.realtime.engine import socket_server
 from appliance.transport.realtime.gateway import RealtimeGateway, SocketNotifier
 from appliance.transport.realtime.media_events import register_media_events
 from appliance.transport.realtime.recording_events import (
@@ -76,7 +76,8 @@ class WebApp:
     ) -> None:
         web = settings.config.web
         self._freeze_heap = freeze_heap
-        self.sio = DirectSocketServer(
+        self.sio = socket_server(
+            web.fast_paths,
             async_mode="asgi",
             cors_allowed_origins=origin_checker(web),
             max_http_buffer_size=web.max_http_buffer_size,
@@ -87,7 +88,7 @@ class WebApp:
             serializer=TextPacket,
             json=FastJSON,
         )
-        self.notifier = SocketNotifier(self.sio)
+        self.notifier = SocketNotifier(self.sio, fast=web.fast_paths)
         self.container = Container(
             settings, self.notifier, clock, recorder=SocketRecorderChannel(self.sio)
         )

@@ -1,4 +1,9 @@
-"""engine.io sockets whose websocket transport costs no task and no timer per packet.
+"""The Socket.IO fast paths: the one place that reaches into python-engineio's,
+python-socketio's and uvicorn's internals. `web.fast_paths = false` switches all of them off
+(`socket_server` and `send_to_each` then take the libraries' stock paths); the realtime tests
+run both ways (scripts/test).
+
+1. engine.io sockets whose websocket transport costs no task and no timer per packet.
 
 python-engineio's `AsyncSocket` runs a websocket with a reader that wraps every received frame
 in a new task under `asyncio.wait_for`, and a writer task that takes every outgoing packet from
@@ -30,6 +35,7 @@ from collections import deque
 from typing import Any
 
 import engineio
+import socketio
 from engineio import exceptions, packet
 from engineio.async_socket import AsyncSocket
 
@@ -256,3 +262,30 @@ class DirectSocketServer(GuardedSocketServer):
 
     def _engineio_server_class(self) -> type[engineio.AsyncServer]:
         return DirectEngineServer
+
+
+class StockSocketServer(GuardedSocketServer):
+    """python-socketio's server on its own engine.io server: the stock paths."""
+
+
+def socket_server(fast: bool, **options: Any) -> socketio.AsyncServer:
+    """The Socket.IO server, with the fast paths or without."""
+    server: socketio.AsyncServer = (DirectSocketServer if fast else StockSocketServer)(**options)
+    return server
+
+
+async def send_to_each(
+    sio: socketio.AsyncServer, event: str, payload: Any, eio_sids: list[str]
+) -> None:
+    """2. A broadcast encoded once and handed to each recipient's engine.io socket in turn:
+    python-socketio's `emit` spawns and awaits a task per recipient, which was a tenth of the
+    event loop's time under chat load (docs/benchmarks.md, "Chat throughput"). Only with the
+    in-process manager; the notifier uses `emit` otherwise."""
+    encoded = sio.packet_class(socketio.packet.EVENT, namespace="/", data=[event, payload]).encode()
+    frame = packet.Packet(packet.MESSAGE, encoded)
+    eio = sio.eio
+    for eio_sid in eio_sids:
+        try:
+            await eio.send_packet(eio_sid, frame)
+        except exceptions.SocketIsClosedError:
+            continue  # it left while we were sending; the others still get theirs

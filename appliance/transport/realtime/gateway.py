@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-import engineio
 import socketio
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +20,7 @@ from appliance.services.clock import Clock
 from appliance.services.presence import PresenceService
 from appliance.services.ratelimit import EventClass, RateLimiter
 from appliance.transport.realtime.acks import Ack, fail, guarded, ok, parse
+from appliance.transport.realtime.engine import send_to_each
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +78,15 @@ class SocketSession:
 class SocketNotifier:
     """The `Notifier` the services use, delivered over Socket.IO rooms.
 
-    With the in-process manager (one `web` process), a broadcast is encoded once and handed to
-    each recipient's engine.io socket in turn: python-socketio's `emit` would spawn and await a
-    task per recipient, which was a tenth of the event loop's time under chat load
-    (docs/benchmarks.md, "Chat throughput"). With any other manager (a pub/sub one, for several
-    workers) every broadcast goes through `emit`, so it reaches the other workers too.
+    With the fast paths on and the in-process manager (one `web` process), a broadcast is
+    encoded once and handed to each recipient's engine.io socket (`engine.send_to_each`). With
+    them off, or any other manager (a pub/sub one, for several workers), every broadcast goes
+    through `emit`, so it reaches the other workers too.
     """
 
-    def __init__(self, sio: socketio.AsyncServer) -> None:
+    def __init__(self, sio: socketio.AsyncServer, *, fast: bool = True) -> None:
         self._sio = sio
-        self._direct = type(sio.manager) is socketio.AsyncManager
+        self._direct = fast and type(sio.manager) is socketio.AsyncManager
         #: Sockets of services (the recorder): no user broadcasts reach them.
         self.service_sids: set[str] = set()
 
@@ -100,24 +99,13 @@ class SocketNotifier:
         if not self._direct:
             await self._sio.emit(event, payload, room=room, skip_sid=skip or None)
             return
-        manager = self._sio.manager
         targets = [
             eio_sid
-            for sid, eio_sid in manager.get_participants("/", room)
+            for sid, eio_sid in self._sio.manager.get_participants("/", room)
             if not skip or sid not in skip
         ]
-        if not targets:
-            return
-        encoded = self._sio.packet_class(
-            socketio.packet.EVENT, namespace="/", data=[event, payload]
-        ).encode()
-        frame = engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
-        eio = self._sio.eio
-        for eio_sid in targets:
-            try:
-                await eio.send_packet(eio_sid, frame)
-            except engineio.exceptions.SocketIsClosedError:
-                continue  # it left while we were sending; the others still get theirs
+        if targets:
+            await send_to_each(self._sio, event, payload, targets)
 
     async def to_everyone(
         self, event: str, payload: dict[str, Any], *, except_user: int | None = None
