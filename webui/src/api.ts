@@ -6,6 +6,7 @@ import type {
   Me,
   MediaUrl,
   MessagePage,
+  RecordingList,
   RoomBody,
   RoomList,
   TokenResponse,
@@ -194,4 +195,19 @@ export function mediaUrl(token: string, mediaId: string): Promise<MediaUrl> {
 
 export function turn(token: string): Promise<TurnConfig> {
   return request("GET", "/api/turn", { token });
+}
+
+// -- recordings -----------------------------------------------------------------------------------
+
+export function recordings(token: string): Promise<RecordingList> {
+  return request("GET", "/api/recordings", { token });
+}
+
+/** A short-lived URL of a recording (the JSON form of GET /api/recordings/{id}). */
+export function recordingUrl(token: string, recordingId: string): Promise<MediaUrl> {
+  return request("GET", `/api/recordings/${encodeURIComponent(recordingId)}`, { token });
+}
+
+export function deleteRecording(token: string, recordingId: string): Promise<void> {
+  return request("DELETE", `/api/recordings/${encodeURIComponent(recordingId)}`, { token });
 }

@@ -11,6 +11,9 @@
 //   same when the peer comes back (`call:resumed`) or ICE fails. TURN credentials are fetched
 //   again before they expire and given to the connection with setConfiguration.
 // - Ending, however it happens, stops every local track and closes the connection.
+// - Recording (`call:record`, `call:recording`): while the call is recorded, a second connection
+//   (recorder-link.ts) sends the same local tracks to the appliance's recorder; the peer-to-peer
+//   connection is not touched. Both sides show who started it; failures are told in the call.
 
 import * as api from "./api.ts";
 import { serverNow } from "./api.ts";
@@ -19,10 +22,12 @@ import type {
   CallEndReason,
   CallMedia,
   CallPeer,
+  CallRecordingEvent,
   CandidateBody,
   SdpBody,
   TurnConfig,
 } from "./protocol.ts";
+import { RecorderLink } from "./recorder-link.ts";
 import type { Session } from "./session.ts";
 
 const ACK_TIMEOUT_MS = 10_000;
@@ -45,6 +50,35 @@ export interface CallEnd {
   duration: number | null;
 }
 
+/** The call is being recorded (or the recorder is getting ready). */
+export interface CallRecording {
+  state: "starting" | "recording";
+  recordingId: string | null;
+  /** Who started it. */
+  by: CallPeer | null;
+  /** Started from this side. */
+  mine: boolean;
+  /** When the recorder had both sides' media (browser clock, ms); null while starting. */
+  since: number | null;
+}
+
+const RECORD_ERRORS: Record<string, string> = {
+  recording_disabled: "Recording is turned off on this appliance.",
+  unavailable: "Recording isn't available right now. Try again in a moment.",
+  forbidden: "You can't record this call.",
+  conflict: "The call can be recorded once it is connected.",
+  rate_limited: "Slow down — try again in a moment.",
+};
+
+const RECORD_FAILURES: Record<string, string> = {
+  recorder_lost: "the recording service stopped",
+  timeout: "the recorder didn't receive the call in time",
+  store_unavailable: "file storage is unavailable",
+  disk_full: "the appliance's disk is full",
+  recorder_error: "the recorder ran into a problem",
+  unavailable: "the recording service is unavailable",
+};
+
 export interface Call {
   phase: CallPhase;
   role: "caller" | "callee";
@@ -66,6 +100,12 @@ export interface Call {
   answeredAt: number | null;
   connectedAt: number | null;
   end: CallEnd | null;
+  /** The recording in progress, if any. */
+  recording: CallRecording | null;
+  /** A `call:record` is out, its ack not back yet. */
+  recordBusy: boolean;
+  /** A recording of this call was stopped (it will show up in Recordings). */
+  recorded: boolean;
 }
 
 interface Internals {
@@ -79,12 +119,20 @@ interface Internals {
   /** Events for this caller's call that came before the call:start ack. */
   early: Array<() => void>;
   abandoned: boolean;
+  /** The connection to the recorder while the call is recorded. */
+  recorder: RecorderLink | null;
+  /** The recording whose recorder connection is being set up (TURN being fetched). */
+  recorderOpening: string | null;
+  /** Recordings already stopped or failed (late events about them are ignored). */
+  finishedRecordings: Set<string>;
 }
 
 export interface CallEvents extends Record<string, unknown> {
   changed: undefined;
   /** Something to tell in a toast (a missed call). */
   notice: { text: string };
+  /** Something to tell on the call screen (recording started by the peer, failed...). */
+  callNotice: { text: string; tone: "info" | "recording" | "error" };
 }
 
 function mediaError(error: unknown): string {
@@ -106,6 +154,8 @@ export class Calls extends Emitter<CallEvents> {
   private unsubscribe: Array<() => void> = [];
   private endedTimer: number | undefined;
   private disposed = false;
+  /** Whether the appliance records calls (GET /api/site); null until known. */
+  private recordingAllowed: boolean | null = null;
 
   constructor(session: Session) {
     super();
@@ -128,6 +178,11 @@ export class Calls extends Emitter<CallEvents> {
         this.onAnswer(d.call_id, d.answer),
       "webrtc:ice-candidate": (d: { call_id: string; candidate: CandidateBody | null }) =>
         this.onCandidate(d.call_id, d.candidate),
+      "call:recording": (d: CallRecordingEvent) => this.onRecording(d),
+      "recorder:answer": (d: { call_id: string; answer: SdpBody }) =>
+        this.byId(d.call_id)?.recorder?.answer(d.answer),
+      "recorder:ice-candidate": (d: { call_id: string; candidate: CandidateBody | null }) =>
+        this.byId(d.call_id)?.recorder?.candidate(d.candidate),
     } as const;
     for (const [name, handler] of Object.entries(handlers)) {
       socket.on(name as "call:end", handler as never);
@@ -150,6 +205,17 @@ export class Calls extends Emitter<CallEvents> {
   get busy(): boolean {
     const phase = this.current?.call.phase;
     return phase !== undefined && phase !== "ended";
+  }
+
+  /** Whether calls may be recorded here: false hides the record button. */
+  get recordingEnabled(): boolean | null {
+    return this.recordingAllowed;
+  }
+
+  set recordingEnabled(value: boolean | null) {
+    if (value === this.recordingAllowed) return;
+    this.recordingAllowed = value;
+    this.changed();
   }
 
   private changed(): void {
@@ -185,6 +251,9 @@ export class Calls extends Emitter<CallEvents> {
         answeredAt: null,
         connectedAt: null,
         end: null,
+        recording: null,
+        recordBusy: false,
+        recorded: false,
       },
       pc: null,
       turn: null,
@@ -194,6 +263,9 @@ export class Calls extends Emitter<CallEvents> {
       timers: new Set(),
       early: [],
       abandoned: false,
+      recorder: null,
+      recorderOpening: null,
+      finishedRecordings: new Set(),
     };
     this.current = state;
     return state;
@@ -621,6 +693,7 @@ export class Calls extends Emitter<CallEvents> {
         call.local.removeTrack(track);
       }
       await state.videoSender?.replaceTrack(null).catch(() => undefined);
+      await state.recorder?.replaceVideo(null);
       this.changed();
       return;
     }
@@ -638,8 +711,167 @@ export class Calls extends Emitter<CallEvents> {
     }
     call.local.addTrack(track);
     await state.videoSender?.replaceTrack(track).catch(() => undefined);
+    await state.recorder?.replaceVideo(track);
     call.cameraOff = false;
     this.changed();
+  }
+
+  // -- recording ---------------------------------------------------------------------------------
+
+  /** Start recording the call, or stop the recording in progress. */
+  async toggleRecording(): Promise<void> {
+    const state = this.current;
+    const call = state?.call;
+    if (!state || !call || call.callId === null || call.phase === "ended" || call.recordBusy) return;
+    const socket = this.session.socket;
+    if (!socket.connected) {
+      this.callNotice("You're offline right now. Try again when the connection is back.", "error");
+      return;
+    }
+    const action = call.recording ? "stop" : "start";
+    call.recordBusy = true;
+    this.changed();
+    let ack;
+    try {
+      ack = await socket
+        .timeout(ACK_TIMEOUT_MS)
+        .emitWithAck("call:record", { call_id: call.callId, action });
+    } catch {
+      call.recordBusy = false;
+      if (this.isCurrent(state)) {
+        this.callNotice("The appliance didn't answer. Try again.", "error");
+        this.changed();
+      }
+      return;
+    }
+    call.recordBusy = false;
+    if (!this.isCurrent(state)) return;
+    if (!ack.ok) {
+      const fallback =
+        action === "start" ? "The recording could not be started." : "The recording could not be stopped.";
+      this.callNotice(RECORD_ERRORS[ack.error.code] ?? (ack.error.message || fallback), "error");
+      if (ack.error.code === "recording_disabled") this.recordingAllowed = false;
+    } else if (
+      action === "start" &&
+      call.recording === null &&
+      (ack.state === "starting" || ack.state === "recording") &&
+      !(ack.recording_id !== null && state.finishedRecordings.has(ack.recording_id))
+    ) {
+      // The ack may beat the `call:recording` event: show it at once.
+      call.recording = {
+        state: ack.state,
+        recordingId: ack.recording_id,
+        by: { user_id: this.session.me.user_id, username: this.session.me.username },
+        mine: true,
+        since: ack.state === "recording" ? Date.now() : null,
+      };
+      this.openRecorder(state);
+    }
+    this.changed();
+  }
+
+  private callNotice(text: string, tone: CallEvents["callNotice"]["tone"]): void {
+    if (!this.disposed) this.emit("callNotice", { text, tone });
+  }
+
+  private onRecording(event: CallRecordingEvent): void {
+    const state = this.byId(event.call_id);
+    if (!state) return;
+    const call = state.call;
+    const me = this.session.me.user_id;
+    const id = event.recording_id;
+    if (event.state === "starting" || event.state === "recording") {
+      if (id !== null && state.finishedRecordings.has(id)) return; // late news of an old one
+      const previous = call.recording;
+      const same = previous !== null && previous.recordingId === id;
+      const by = event.by ?? (same ? previous.by : null);
+      const mine = by?.user_id === me;
+      call.recording = {
+        state: event.state,
+        recordingId: id,
+        by,
+        mine,
+        since: event.state === "recording" ? ((same ? previous.since : null) ?? Date.now()) : null,
+      };
+      if (!same && !mine) {
+        const name = by?.username ?? call.peer.username;
+        this.callNotice(`${name} started recording this call`, "recording");
+      }
+      this.openRecorder(state);
+      this.changed();
+      return;
+    }
+    if (id !== null) {
+      if (state.finishedRecordings.has(id)) return;
+      state.finishedRecordings.add(id);
+    }
+    const current = call.recording;
+    if (current && id !== null && current.recordingId !== null && current.recordingId !== id) {
+      return; // about another recording than the one on
+    }
+    call.recording = null;
+    this.closeRecorder(state);
+    if (event.state === "stopped") {
+      call.recorded = true;
+      if (event.by?.user_id === me) {
+        this.callNotice("Recording stopped. It will be in Recordings shortly.", "info");
+      } else if (event.by) {
+        this.callNotice(
+          `${event.by.username} stopped recording. It will be in Recordings shortly.`,
+          "info",
+        );
+      }
+    } else {
+      const why = RECORD_FAILURES[event.reason ?? ""] ?? "something went wrong";
+      this.callNotice(`Recording failed: ${why}. The call goes on.`, "error");
+    }
+    this.changed();
+  }
+
+  /** Connect to the recorder for the recording on, unless already done. */
+  private openRecorder(state: Internals): void {
+    const call = state.call;
+    const recording = call.recording;
+    const callId = call.callId;
+    if (!recording || callId === null || !call.local) return;
+    const key = recording.recordingId ?? "";
+    if (state.recorder && (state.recorder.recordingId ?? "") === key) return;
+    if (state.recorderOpening === key) return;
+    this.closeRecorder(state);
+    state.recorderOpening = key;
+    void (async () => {
+      let turn: TurnConfig;
+      try {
+        turn = this.turnFresh(state) && state.turn ? state.turn : await this.fetchTurn(state);
+      } catch {
+        if (state.recorderOpening !== key || !this.isCurrent(state)) return;
+        state.recorderOpening = null;
+        this.callNotice("Can't reach the recorder: the call service is unavailable.", "error");
+        return;
+      }
+      if (state.recorderOpening !== key) return; // stopped, or another recording, meanwhile
+      state.recorderOpening = null;
+      const local = state.call.local;
+      if (!this.isCurrent(state) || !local || (state.call.recording?.recordingId ?? "") !== key) {
+        return;
+      }
+      const link = new RecorderLink({
+        socket: this.session.socket,
+        callId,
+        recordingId: recording.recordingId,
+        turn,
+        local,
+        media: state.call.media,
+      });
+      state.recorder = link;
+      link.start();
+    })();
+  }
+
+  private closeRecorder(state: Internals): void {
+    state.recorderOpening = null;
+    state.recorder?.close();
+    state.recorder = null;
   }
 
   // -- the other side, and this tab's connection ---------------------------------------------
@@ -748,6 +980,7 @@ export class Calls extends Emitter<CallEvents> {
       state.pc.close();
       state.pc = null;
     }
+    this.closeRecorder(state);
     state.pendingCandidates = [];
   }
 
@@ -757,6 +990,9 @@ export class Calls extends Emitter<CallEvents> {
     const call = state.call;
     call.phase = "ended";
     call.reconnecting = null;
+    if (call.recording?.state === "recording") call.recorded = true; // stopped with the call
+    call.recording = null;
+    call.recordBusy = false;
     call.end = {
       reason,
       title,

@@ -144,6 +144,42 @@ export interface CandidateBody {
   usernameFragment?: string | null;
 }
 
+// -- recording --------------------------------------------------------------------------------
+
+export type RecordingState = "starting" | "recording" | "stopped" | "failed";
+
+/** `call:recording`: the recording of a call changed (sent to both participants). */
+export interface CallRecordingEvent {
+  call_id: string;
+  recording_id: string | null;
+  state: RecordingState;
+  /** Who started it (starting, recording) or stopped it; null when the appliance ended it. */
+  by: CallPeer | null;
+  /** stopped: participant_left / call_ended; failed: recorder_lost, timeout, disk_full... */
+  reason?: string;
+}
+
+export interface Recording {
+  id: string;
+  call_id: string;
+  status: "processing" | "ready";
+  started_by: CallPeer;
+  participants: CallPeer[];
+  /** Unix seconds (server clock). */
+  started_at: number;
+  ended_at: number | null;
+  /** Seconds; null while processing. */
+  duration: number | null;
+  /** Bytes; null while processing. */
+  size: number | null;
+  content_type: string | null;
+}
+
+export interface RecordingList {
+  /** Newest first. */
+  recordings: Recording[];
+}
+
 export interface RoomSummary extends Room {
   unread: number;
   last_message: ChatMessage | null;
@@ -210,6 +246,10 @@ export interface ServerToClientEvents {
     from: number;
     candidate: CandidateBody | null;
   }) => void;
+  "call:recording": (data: CallRecordingEvent) => void;
+  "recorder:answer": (data: { call_id: string; answer: SdpBody }) => void;
+  "recorder:ice-candidate": (data: { call_id: string; candidate: CandidateBody | null }) => void;
+  "recording:ready": (data: { recording_id: string; call_id: string }) => void;
 }
 
 export interface ClientToServerEvents {
@@ -256,6 +296,17 @@ export interface ClientToServerEvents {
   "webrtc:offer": (data: { call_id: string; offer: SdpBody }, ack: (res: Ack) => void) => void;
   "webrtc:answer": (data: { call_id: string; answer: SdpBody }, ack: (res: Ack) => void) => void;
   "webrtc:ice-candidate": (
+    data: { call_id: string; candidate: CandidateBody | null },
+    ack: (res: Ack) => void,
+  ) => void;
+  "call:record": (
+    data: { call_id: string; action: "start" | "stop" },
+    ack: (
+      res: Ack<{ call_id: string; recording_id: string | null; state: RecordingState }>,
+    ) => void,
+  ) => void;
+  "recorder:offer": (data: { call_id: string; offer: SdpBody }, ack: (res: Ack) => void) => void;
+  "recorder:ice-candidate": (
     data: { call_id: string; candidate: CandidateBody | null },
     ack: (res: Ack) => void,
   ) => void;

@@ -5,6 +5,8 @@ import { request } from "./api.ts";
 export interface SiteInfo {
   name: string;
   setup_pending: boolean;
+  /** Whether calls may be recorded on this appliance (older servers leave it out). */
+  recording_enabled?: boolean;
 }
 
 export const STEPS = [

@@ -97,6 +97,21 @@ const MARKUP = {
     `<path d="M10.66 6H14a2 2 0 0 1 2 2v2.34l1 1L22 8v8"/>` +
       `<path d="M16 16a2 2 0 0 1-2 2H4a2 2 0 0 1-2-2V8a2 2 0 0 1 2-2h2"/><path d="m2 2 20 20"/>`,
   ),
+  record: svg(`<circle cx="12" cy="12" r="7" fill="currentColor" stroke="none"/>`, 22),
+  stopRecord: svg(
+    `<rect x="6" y="6" width="12" height="12" rx="2.5" fill="currentColor" stroke="none"/>`,
+    22,
+  ),
+  recordings: svg(
+    `<circle cx="12" cy="12" r="9"/>` +
+      `<circle cx="12" cy="12" r="3.5" fill="currentColor" stroke="none"/>`,
+    18,
+  ),
+  play: svg(
+    `<path d="M8 5.5v13a1 1 0 0 0 1.5.86l10.4-6.5a1 1 0 0 0 0-1.72L9.5 4.64A1 1 0 0 0 8 5.5z" ` +
+      `fill="currentColor" stroke="none"/>`,
+    18,
+  ),
   mic: svg(
     `<rect x="9" y="2" width="6" height="12" rx="3"/><path d="M19 10v2a7 7 0 0 1-14 0v-2"/>` +
       `<path d="M12 19v3"/>`,

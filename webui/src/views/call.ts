@@ -1,6 +1,9 @@
 // The call screens: the incoming-call banner (every tab of the callee), and the call view over the
 // app (ringing, connecting, in the call, ended) with remote video large, the local preview small,
-// mute, camera and hang-up controls, a timer and the connection state.
+// mute, camera, record and hang-up controls, a timer and the connection state. While the call is
+// recorded both sides see a red "Recording" badge with its time; the notices of the call
+// (who started recording it, a recording that failed) show on the call screen itself, since
+// the modal call view covers the app's toasts.
 
 import type { Call, Calls } from "../calls.ts";
 import { avatar } from "../ui/avatar.ts";
@@ -149,11 +152,42 @@ export function callOverlay(calls: Calls): CallOverlay {
     h("span", { class: "spinner", "aria-hidden": "true" }),
     "Reconnecting…",
   );
+  const recordingTime = h("span", { class: "call-recording-time" });
+  const recordingBadge = h(
+    "span",
+    {
+      class: "call-recording",
+      role: "status",
+      "data-testid": "call-recording-indicator",
+      hidden: true,
+    },
+    h("span", { class: "call-recording-dot", "aria-hidden": "true" }),
+    h("span", { class: "call-recording-label" }, "Recording"),
+    recordingTime,
+  );
   const top = h(
     "div",
     { class: "call-top" },
     h("div", { class: "call-top-text" }, topName, status),
-    reconnectBadge,
+    h("div", { class: "call-top-badges" }, recordingBadge, reconnectBadge),
+  );
+  const noticeIcon = h("span", { class: "call-notice-icon", "aria-hidden": "true" });
+  const noticeText = h("span", { class: "call-notice-text", "data-testid": "call-notice-text" });
+  const notice = h(
+    "div",
+    { class: "call-notice", role: "status", "aria-live": "polite", "data-testid": "call-notice", hidden: true },
+    noticeIcon,
+    noticeText,
+    h(
+      "button",
+      {
+        type: "button",
+        class: "call-notice-close",
+        "aria-label": "Dismiss",
+        onclick: () => hideNotice(),
+      },
+      icon("close"),
+    ),
   );
   const micButton = h(
     "button",
@@ -175,6 +209,16 @@ export function callOverlay(calls: Calls): CallOverlay {
       onclick: () => void calls.toggleCamera(),
     },
   );
+  const recordButton = h(
+    "button",
+    {
+      type: "button",
+      class: "call-btn call-btn-toggle call-btn-record",
+      "data-testid": "call-record",
+      "aria-pressed": "false",
+      onclick: () => void calls.toggleRecording(),
+    },
+  );
   const hangUp = h(
     "button",
     {
@@ -185,11 +229,17 @@ export function callOverlay(calls: Calls): CallOverlay {
     },
     icon("phoneOff"),
   );
-  const controls = h("div", { class: "call-controls", "data-testid": "call-controls" }, micButton, cameraButton, hangUp);
+  const controls = h("div", { class: "call-controls", "data-testid": "call-controls" }, micButton, cameraButton, recordButton, hangUp);
   const endedAvatar = h("span", { class: "call-ended-avatar" });
   const endedTitle = h("h2", { class: "call-ended-title", "data-testid": "call-ended-title" });
   const endedText = h("p", { class: "call-ended-text", "data-testid": "call-ended-text" });
   const endedDuration = h("p", { class: "call-ended-duration" });
+  const endedRecorded = h(
+    "p",
+    { class: "call-ended-recorded", "data-testid": "call-ended-recorded", hidden: true },
+    h("span", { class: "call-recording-dot", "aria-hidden": "true" }),
+    "The recording will be in Recordings shortly.",
+  );
   const closeButton = h(
     "button",
     {
@@ -218,6 +268,7 @@ export function callOverlay(calls: Calls): CallOverlay {
     endedTitle,
     endedText,
     endedDuration,
+    endedRecorded,
     h("div", { class: "call-ended-actions" }, closeButton, againButton),
   );
   const viewLabel = uid("call-label");
@@ -233,6 +284,7 @@ export function callOverlay(calls: Calls): CallOverlay {
       playBlocked,
     ),
     top,
+    notice,
     controls,
     endedPanel,
   );
@@ -247,6 +299,29 @@ export function callOverlay(calls: Calls): CallOverlay {
   const ringer = new Ringer();
   let shownPeer = "";
   let ticker: number | undefined;
+  let noticeTimer: number | undefined;
+
+  function showNotice(text: string, tone: "info" | "recording" | "error"): void {
+    window.clearTimeout(noticeTimer);
+    setText(noticeText, text);
+    setAttr(notice, "data-tone", tone);
+    noticeIcon.replaceChildren(tone === "error" ? icon("alert") : "");
+    notice.hidden = false;
+    // Who started recording stays up longer: it is the consent notice.
+    noticeTimer = window.setTimeout(hideNotice, tone === "recording" ? 15_000 : 8_000);
+  }
+
+  function hideNotice(): void {
+    window.clearTimeout(noticeTimer);
+    notice.hidden = true;
+  }
+
+  function recordingTimeText(call: Call): string {
+    const recording = call.recording;
+    if (!recording) return "";
+    if (recording.since === null) return "starting…";
+    return duration((Date.now() - recording.since) / 1000);
+  }
 
   async function playRemote(): Promise<void> {
     try {
@@ -305,6 +380,7 @@ export function callOverlay(calls: Calls): CallOverlay {
     );
     const onScreen = call !== null && call.phase !== "incoming";
     if (!onScreen || !call) {
+      hideNotice();
       if (view.open) view.close();
       remoteVideo.srcObject = null;
       localVideo.srcObject = null;
@@ -365,6 +441,25 @@ export function callOverlay(calls: Calls): CallOverlay {
     setAttr(hangUp, "aria-label", ringing ? "Cancel call" : "Hang up");
     setAttr(hangUp, "title", ringing ? "Cancel" : "Hang up");
 
+    // Recording: the badge on both sides, the button on both sides (either may stop it).
+    const recording = ended ? null : call.recording;
+    recordingBadge.hidden = recording === null;
+    setAttr(view, "data-recording", recording?.state ?? null);
+    setAttr(recordingBadge, "data-state", recording?.state ?? null);
+    setText(recordingTime, recordingTimeText(call));
+    setAttr(
+      recordingBadge,
+      "title",
+      recording?.by ? `Recording started by ${recording.mine ? "you" : recording.by.username}` : null,
+    );
+    recordButton.hidden = calls.recordingEnabled === false && recording === null;
+    setAttr(recordButton, "aria-pressed", recording ? "true" : "false");
+    setAttr(recordButton, "aria-label", recording ? "Stop recording" : "Record this call");
+    setAttr(recordButton, "title", recording ? "Stop recording" : "Record");
+    setAttr(recordButton, "data-busy", call.recordBusy ? "true" : null);
+    recordButton.replaceChildren(icon(recording ? "stopRecord" : "record"));
+    recordButton.disabled = call.recordBusy || call.phase !== "active" || call.local === null;
+
     // Ended.
     endedPanel.hidden = !ended;
     top.hidden = ended;
@@ -375,6 +470,7 @@ export function callOverlay(calls: Calls): CallOverlay {
       endedText.hidden = call.end.text === "";
       endedDuration.hidden = call.end.duration === null;
       setText(endedDuration, call.end.duration === null ? "" : duration(call.end.duration));
+      endedRecorded.hidden = !call.recorded;
       if (!endedPanel.contains(document.activeElement)) closeButton.focus();
     }
 
@@ -386,6 +482,7 @@ export function callOverlay(calls: Calls): CallOverlay {
           const text = statusText(current);
           setText(status, text);
           setText(peerStatus, text);
+          setText(recordingTime, recordingTimeText(current));
         }
       }, 1_000);
     } else if (!ticking && ticker !== undefined) {
@@ -395,12 +492,15 @@ export function callOverlay(calls: Calls): CallOverlay {
   }
 
   const off = calls.on("changed", render);
+  const offNotice = calls.on("callNotice", ({ text, tone }) => showNotice(text, tone));
   render();
 
   return {
     elements: [incoming, view],
     dispose() {
       off();
+      offNotice();
+      window.clearTimeout(noticeTimer);
       ringer.stop();
       window.clearInterval(ticker);
       if (view.open) view.close();

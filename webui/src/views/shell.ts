@@ -6,6 +6,8 @@ import { Calls } from "../calls.ts";
 import { Chat } from "../chat.ts";
 import { MediaLinks, Uploads } from "../media.ts";
 import { People } from "../people.ts";
+import { Recordings } from "../recordings.ts";
+import { site } from "../setup.ts";
 import type { ConnectionState, Session } from "../session.ts";
 import { avatar } from "../ui/avatar.ts";
 import { h, setAttr, setText } from "../ui/dom.ts";
@@ -20,6 +22,7 @@ import {
 } from "./conversation.ts";
 import { newGroupDialog } from "./new-group.ts";
 import { peoplePanel, statusText } from "./people-panel.ts";
+import { recordingsView, type RecordingsView } from "./recordings.ts";
 import { roomsPanel } from "./rooms-panel.ts";
 
 export interface ShellOptions {
@@ -40,6 +43,7 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
   const uploads = new Uploads(session, chat);
   const links = new MediaLinks(session);
   const calls = new Calls(session);
+  const recordings = new Recordings(session);
   const callControls: CallControls = {
     unavailable(userId) {
       if (calls.busy) return "You're in a call";
@@ -60,6 +64,19 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
     { class: "connection", role: "status", "data-testid": "connection-status" },
     h("span", { class: "connection-dot", "aria-hidden": "true" }),
     statusLabel,
+  );
+  const recordingsButton = h(
+    "button",
+    {
+      type: "button",
+      class: "btn btn-ghost nav-button",
+      "data-testid": "nav-recordings",
+      "aria-pressed": "false",
+      title: "Recordings",
+      onclick: () => toggleRecordings(),
+    },
+    icon("recordings"),
+    h("span", { class: "nav-label" }, "Recordings"),
   );
   const signOutLabel = h("span", { class: "sign-out-label" }, "Sign out");
   const signOut = h(
@@ -86,6 +103,7 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
     h(
       "div",
       { class: "topbar-end" },
+      recordingsButton,
       connection,
       h(
         "div",
@@ -122,13 +140,39 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
   // Where the conversation was opened from, for focus when going back on narrow screens.
   let origin: { kind: "person"; userId: number } | { kind: "room"; roomId: number } | null = null;
   let current: ConversationView | null = null;
+  let showingRecordings = false;
+  let recordingsPage: RecordingsView | null = null;
 
   function disposeCurrent(): void {
     current?.dispose();
     current = null;
   }
 
+  function disposeRecordings(): void {
+    recordingsPage?.dispose();
+    recordingsPage = null;
+  }
+
   function renderMain(): void {
+    setAttr(recordingsButton, "aria-pressed", showingRecordings ? "true" : "false");
+    if (showingRecordings) {
+      disposeCurrent();
+      if (!recordingsPage) {
+        recordingsPage = recordingsView({
+          recordings,
+          recordingEnabled: () => calls.recordingEnabled,
+          onBack: () => back(),
+          toast: (text) => toasts.show(text),
+          dialogHost: app,
+        });
+        main.replaceChildren(recordingsPage.element);
+      }
+      layout.dataset.view = "conversation";
+      roomsList.setSelected(null);
+      panel.setSelected(null);
+      return;
+    }
+    disposeRecordings();
     if (selectedRoom !== null) {
       if (current?.roomId !== selectedRoom) {
         disposeCurrent();
@@ -184,6 +228,7 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
   }
 
   function selectRoom(roomId: number): void {
+    showingRecordings = false;
     opening = null;
     selectedRoom = roomId;
     renderMain();
@@ -198,6 +243,7 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
       return;
     }
     selectedRoom = null;
+    showingRecordings = false;
     opening = { userId, error: null };
     renderMain();
     if (NARROW.matches) main.querySelector<HTMLElement>(".conversation-name")?.focus();
@@ -222,12 +268,30 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
   }
 
   function back(): void {
+    const fromRecordings = showingRecordings;
+    showingRecordings = false;
     selectedRoom = null;
     opening = null;
     renderMain();
+    if (fromRecordings) {
+      recordingsButton.focus();
+      return;
+    }
     if (!NARROW.matches || origin === null) return;
     if (origin.kind === "person") panel.focus(origin.userId);
     else roomsList.focus(origin.roomId);
+  }
+
+  function toggleRecordings(): void {
+    if (showingRecordings) {
+      back();
+      return;
+    }
+    showingRecordings = true;
+    selectedRoom = null;
+    opening = null;
+    renderMain();
+    recordingsPage?.focusTitle();
   }
 
   async function startGroup(): Promise<void> {
@@ -298,6 +362,14 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
   });
   const offNotice = chat.on("notice", ({ text }) => toasts.show(text));
   const offCallNotice = calls.on("notice", ({ text }) => toasts.show(text));
+  const offRecordingReady = recordings.on("ready", ({ recording }) => {
+    const peer = recording ? recordings.peerOf(recording).username : null;
+    toasts.show(
+      peer
+        ? `The recording of your call with ${peer} is ready in Recordings.`
+        : "A call recording is ready in Recordings.",
+    );
+  });
   let wasBusy = false;
   const offCalls = calls.on("changed", () => {
     if (calls.busy === wasBusy) return;
@@ -310,6 +382,12 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
     roomsList.render();
     if (selectedRoom !== null || opening !== null) renderMain();
   }, 30_000);
+  // Whether calls may be recorded here: the call screen hides its record button if not.
+  void site()
+    .then((info) => {
+      if (typeof info.recording_enabled === "boolean") calls.recordingEnabled = info.recording_enabled;
+    })
+    .catch(() => undefined); // not known: the button stays, and the server's answer says why
 
   signOut.addEventListener("click", async () => {
     signOut.disabled = true;
@@ -332,9 +410,12 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
     offRemoved();
     offNotice();
     offCallNotice();
+    offRecordingReady();
     offCalls();
     callView.dispose();
     calls.dispose();
+    disposeRecordings();
+    recordings.dispose();
     uploads.dispose();
     disposeCurrent();
     panel.dispose();
