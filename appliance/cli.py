@@ -42,6 +42,15 @@ def _parser() -> argparse.ArgumentParser:
     web.add_argument("--host", default=None, help="address to bind (default: config web.host)")
     web.add_argument("--port", type=int, default=None, help="port (default: config web.port)")
 
+    recorder = sub.add_parser(
+        "recorder", help="run the call recorder (a Socket.IO client of the web service)"
+    )
+    recorder.add_argument(
+        "--web-url",
+        default=None,
+        help="how to reach web (default: config recording.web_url, else http://127.0.0.1:<web.port>)",
+    )
+
     sub.add_parser("turn", help="run the TURN/STUN relay (coturn) with a rendered config")
     sub.add_parser("store", help="run the managed S3 object store over <data-dir>/objects")
 
@@ -183,6 +192,13 @@ def _turn(settings: Settings) -> int:
         return 1
 
 
+def _recorder(settings: Settings, web_url: str | None) -> int:
+    from appliance.recorder.service import default_web_url, serve
+
+    asyncio.run(serve(settings, web_url or default_web_url(settings)))
+    return 0
+
+
 def _store(settings: Settings) -> int:
     from appliance.services.store_server import prepare
 
@@ -244,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "turn":
             return _turn(settings)
+        if args.command == "recorder":
+            return _recorder(settings, args.web_url)
         if args.command == "store":
             return _store(settings)
         if args.command == "user" and args.user_command == "add":

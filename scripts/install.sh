@@ -450,7 +450,7 @@ uninstall() {
   done
   if systemd_running; then
     systemctl stop appliance-web.service appliance-store.service appliance-turn.service \
-      2>/dev/null || true
+      appliance-recorder.service 2>/dev/null || true
     systemctl daemon-reload
   fi
   if [ -e "$AVAHI_FILE" ]; then rm -f "$AVAHI_FILE" && changed "removed $AVAHI_FILE"; fi

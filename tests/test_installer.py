@@ -277,6 +277,7 @@ def test_installer_in_a_fresh_debian_root(tmp_path: Path) -> None:
                 "appliance-web.service",
                 "appliance-store.service",
                 "appliance-turn.service",
+                "appliance-recorder.service",
                 "appliance-reload.path",
             ],
         }
@@ -332,7 +333,10 @@ def test_installer_in_a_fresh_debian_root(tmp_path: Path) -> None:
             assert result.returncode == 0, result.stderr
             assert box.owner_mode("/etc/appliance/appliance.toml") == "root:appliance 640"
         calls = (box / "srv/stub/calls").read_text().splitlines()
-        restart = "try-restart appliance-web.service appliance-store.service appliance-turn.service"
+        restart = (
+            "try-restart appliance-web.service appliance-store.service appliance-turn.service"
+            " appliance-recorder.service"
+        )
         assert calls == [restart]
         config = (box / "etc/appliance/appliance.toml").read_bytes()
 

@@ -126,11 +126,14 @@ def test_every_service_is_hardened() -> None:
     assert web["CapabilityBoundingSet"] == ["CAP_NET_BIND_SERVICE"]
     assert web["AmbientCapabilities"] == ["CAP_NET_BIND_SERVICE"]
     assert "APPLIANCE_SUPERVISOR=systemd" in web["Environment"]
-    for name in ("store", "turn"):
+    for name in ("recorder", "store", "turn"):
         found = directives(units[f"appliance-{name}.service"])
         assert found["CapabilityBoundingSet"] == [""], name
         assert "AmbientCapabilities" not in found, name
     assert directives(units["appliance-turn.service"])["Conflicts"] == ["coturn.service"]
+    recorder = directives(units["appliance-recorder.service"])
+    assert recorder["After"] == ["network-online.target appliance-web.service"]
+    assert recorder["ExecStart"][0].endswith(" recorder")
 
 
 def test_reload_units_watch_the_config_and_restart_the_services() -> None:
@@ -194,7 +197,7 @@ def test_supervisord_socket_is_private_and_web_knows_it(tmp_path: Path) -> None:
     assert 'APPLIANCE_SUPERVISOR="supervisord"' in web_env
     assert f'APPLIANCE_SUPERVISOR_SOCKET="{supervisor_socket(run)}"' in web_env
     assert 'MALLOC_MMAP_THRESHOLD_="4194304"' in web_env
-    for name in ("store", "turn"):
+    for name in ("recorder", "store", "turn"):
         assert "APPLIANCE_SUPERVISOR" not in sections[f"program:{name}"].get("environment", "")
 
 

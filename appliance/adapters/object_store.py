@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote, urlsplit
 
@@ -94,6 +95,13 @@ class MinioObjectStore:
         size = getattr(info, "size", None) or 0
         content_type = getattr(info, "content_type", None) or ""
         return ObjectInfo(int(size), str(content_type))
+
+    async def upload(self, key: str, path: Path, content_type: str) -> None:
+        """Put a local file under `key` (multipart for big files, by the SDK)."""
+        try:
+            await self._call(self._client.fput_object, self._bucket, key, str(path), content_type)
+        except S3Error as exc:
+            raise StoreUnavailable(exc.code) from exc
 
     async def remove(self, key: str) -> None:
         try:

@@ -56,6 +56,15 @@ SERVICES: tuple[ServiceSpec, ...] = (
         console="errors",
         conflicts=("coturn.service",),
     ),
+    ServiceSpec(
+        name="recorder",
+        description="call recorder (aiortc peer, a Socket.IO client of web)",
+        command=("recorder",),
+        start_after=("web",),
+        # aioice lists the box's interfaces for ICE host candidates (unless
+        # recording.host_addresses names them).
+        reads_addresses=True,
+    ),
 )
 
 
