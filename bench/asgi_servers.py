@@ -117,7 +117,9 @@ def serve(name: str, data_dir: Path) -> None:
         hc.bind = [f"fd://{sock.fileno()}"]
         hc.websocket_max_message_size = web.max_http_buffer_size
         hc.accesslog = None
-        main = hypercorn_serve(app.asgi, hc)
+        # WebApp.asgi's scope is a plain dict[str, Any]; hypercorn's are TypedDicts (as in
+        # appliance/transport/server.py).
+        main = hypercorn_serve(app.asgi, hc)  # type: ignore[arg-type]
         if config.loop == "uvloop":
             import uvloop
 

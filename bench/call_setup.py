@@ -177,8 +177,9 @@ def _check_incoming_retrigger(
                 and pair.state == aioice.ice.CandidatePair.State.IN_PROGRESS
             ):
                 for transaction in list(protocol.transactions.values()):
-                    if transaction._Transaction__addr == addr:
-                        protocol.send_stun(transaction._Transaction__request, addr)
+                    # Transaction's name-mangled private fields: no public accessor in aioice.
+                    if transaction._Transaction__addr == addr:  # type: ignore[attr-defined]
+                        protocol.send_stun(transaction._Transaction__request, addr)  # type: ignore[attr-defined]
     _original_check_incoming(self, message, addr, protocol)
 
 

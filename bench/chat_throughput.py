@@ -298,6 +298,9 @@ class NullNotifier:
     async def to_user(self, *args: Any, **kwargs: Any) -> None:
         return None
 
+    async def to_socket(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
     async def to_room(self, *args: Any, **kwargs: Any) -> None:
         return None
 

@@ -911,7 +911,7 @@ async def run(args: argparse.Namespace, work: Path, info: dict[str, str]) -> int
                     break
                 shift = (round_no - 1) % len(paths)
                 order = paths[shift:] + paths[:shift]
-                line = []
+                cells: list[str] = []
                 for path in order:
                     try:
                         async with asyncio.timeout(2 * TRANSFER_TIMEOUT):
@@ -923,10 +923,10 @@ async def run(args: argparse.Namespace, work: Path, info: dict[str, str]) -> int
                         errors.append(f"round {round_no} {path}: {type(exc).__name__}: {exc}")
                         continue
                     results += done
-                    line.append(f"{path} " + "/".join(f"{t.mib_s:.0f}" for t in done))
+                    cells.append(f"{path} " + "/".join(f"{t.mib_s:.0f}" for t in done))
                 if "rclone-copyto" in args.paths:
                     startups.append(await asyncio.to_thread(rclone_startup))
-                print(f"round {round_no} (MiB/s up[/down]): " + ", ".join(line), flush=True)
+                print(f"round {round_no} (MiB/s up[/down]): " + ", ".join(cells), flush=True)
             if args.profile:
                 print("profile phase:", flush=True)
                 profile = await profile_phase(

@@ -152,6 +152,7 @@ async def test_outsiders_cannot_signal(server: RunningServer) -> None:
     await bob.sock.next("call:incoming")
     early = await alice.sock.call("webrtc:offer", {"call_id": call_id, "offer": OFFER})
     assert early["error"]["code"] == "forbidden"  # not answered yet
+    body: object
     for event, body in (
         ("call:accepted", {"call_id": call_id}),
         ("call:end", {"call_id": call_id}),

@@ -336,7 +336,10 @@ async def test_read_receipts_and_unread_counts(server: RunningServer) -> None:
 
 
 async def test_typing_relay_expiry_and_not_stored(tmp_path: Path) -> None:
-    overrides = {"chat": {"typing_ttl": 0.4}, "rate_limits": {"typing_burst": 50}}
+    overrides: dict[str, dict[str, Any]] = {
+        "chat": {"typing_ttl": 0.4},
+        "rate_limits": {"typing_burst": 50},
+    }
     async with running_server(tmp_path / "d", overrides) as server:
         alice = await person(server, "alice")
         bob = await person(server, "bob")
@@ -344,7 +347,9 @@ async def test_typing_relay_expiry_and_not_stored(tmp_path: Path) -> None:
         await bob.sock.next("room:joined")
         conn = server.app.container.db.conn
         async with conn.execute("SELECT total_changes()") as cur:
-            changes_before = (await cur.fetchone())[0]
+            row = await cur.fetchone()
+            assert row is not None
+            changes_before = row[0]
         assert (await alice.sock.call("chat:typing", {"room_id": room, "typing": True}))["ok"]
         started = {"room_id": room, "user_id": alice.id, "typing": True}
         assert await bob.sock.next("chat:typing") == started
@@ -360,7 +365,8 @@ async def test_typing_relay_expiry_and_not_stored(tmp_path: Path) -> None:
         # The typer hears nothing about themselves.
         assert [n for n, _ in alice.sock.drain() if n == "chat:typing"] == []
         async with conn.execute("SELECT total_changes()") as cur:
-            assert (await cur.fetchone())[0] == changes_before
+            row = await cur.fetchone()
+            assert row is not None and row[0] == changes_before
         # Sending a message ends typing.
         await alice.sock.call("chat:typing", {"room_id": room, "typing": True})
         assert (await bob.sock.next("chat:typing"))["typing"] is True

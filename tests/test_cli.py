@@ -22,7 +22,9 @@ from tests.turn_support import turn_overrides
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def appliance(*args: str, stdin: str | None = None, env: dict[str, str] | None = None):
+def appliance(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "appliance", *args],
         input=stdin,

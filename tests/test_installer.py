@@ -338,7 +338,7 @@ def test_installer_in_a_fresh_debian_root(tmp_path: Path) -> None:
             " appliance-recorder.service"
         )
         assert calls == [restart]
-        config = (box / "etc/appliance/appliance.toml").read_bytes()
+        config_bytes = (box / "etc/appliance/appliance.toml").read_bytes()
 
         # -- a newer checkout: refused without --upgrade, then upgraded ----------------------
         marker = box / CHECKOUT / "appliance/__init__.py"
@@ -353,7 +353,7 @@ def test_installer_in_a_fresh_debian_root(tmp_path: Path) -> None:
         assert "migrated the database" in upgraded.stderr
         assert "building the web UI" not in upgraded.stderr  # its sources did not change
         assert "# a newer checkout" in (src / "appliance/__init__.py").read_text()
-        assert (box / "etc/appliance/appliance.toml").read_bytes() == config
+        assert (box / "etc/appliance/appliance.toml").read_bytes() == config_bytes
         assert (box / "var/lib/appliance/setup-token").read_text().strip() == token
         assert box.owner_mode("/etc/appliance/appliance.toml") == "root:appliance 640"
         again = box.install("--upgrade")
@@ -368,7 +368,7 @@ def test_installer_in_a_fresh_debian_root(tmp_path: Path) -> None:
         assert not (unit_dir / "multi-user.target.wants/appliance.target").exists()
         assert not list((unit_dir / "appliance.target.wants").glob("*"))
         assert not (box / "etc/avahi/services/appliance.service").exists()
-        assert (box / "etc/appliance/appliance.toml").read_bytes() == config
+        assert (box / "etc/appliance/appliance.toml").read_bytes() == config_bytes
         assert (box / "var/lib/appliance/appliance.db").is_file()
         assert box.run("getent", "passwd", "appliance").returncode == 0
 

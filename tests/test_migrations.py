@@ -30,11 +30,14 @@ async def test_empty_database_migrates_to_latest(tmp_path: Path) -> None:
     await db.start()
     assert await schema_version(db.conn) == LATEST
     async with db.conn.execute("PRAGMA journal_mode") as cur:
-        assert (await cur.fetchone())[0] == "wal"
+        row = await cur.fetchone()
+        assert row is not None and row[0] == "wal"
     async with db.conn.execute("PRAGMA foreign_keys") as cur:
-        assert (await cur.fetchone())[0] == 1
+        row = await cur.fetchone()
+        assert row is not None and row[0] == 1
     async with db.conn.execute("PRAGMA synchronous") as cur:
-        assert (await cur.fetchone())[0] == 2  # FULL
+        row = await cur.fetchone()
+        assert row is not None and row[0] == 2  # FULL
     await db.stop()
 
 
@@ -70,7 +73,8 @@ async def test_migration_is_idempotent(tmp_path: Path) -> None:
         assert await migrate(conn) == LATEST
         assert await migrate(conn) == LATEST
         async with conn.execute("SELECT COUNT(*) FROM schema_version") as cur:
-            assert (await cur.fetchone())[0] == LATEST
+            row = await cur.fetchone()
+            assert row is not None and row[0] == LATEST
 
 
 def test_migrations_are_numbered_without_gaps() -> None:

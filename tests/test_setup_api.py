@@ -169,6 +169,7 @@ async def test_malformed_and_oversized_bodies(wizard: RunningServer) -> None:
     )
     assert raw.status_code == 400
     assert raw.json()["error"]["code"] == "invalid_request"
+    body: object
     for body in (
         ["a", "list"],
         {"admin": {"username": "boss"}},

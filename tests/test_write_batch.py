@@ -241,7 +241,7 @@ async def test_insert_batch_ids_follow_the_rows_and_resends_keep_theirs(tmp_path
             stored = await repo.get(record.id)
             assert stored is not None and stored.client_msg_id == record.client_msg_id
             assert stored.text == record.text
-        count = await db.conn.execute_fetchall("SELECT count(*) FROM messages")
+        count = list(await db.conn.execute_fetchall("SELECT count(*) FROM messages"))
         assert count[0][0] == 7
     finally:
         await db.stop()

@@ -198,7 +198,7 @@ class Peer:
         while self._pending:
             item = self._pending.pop(0)
             if item is None:
-                await self.pc.addIceCandidate(None)  # type: ignore[arg-type]
+                await self.pc.addIceCandidate(None)
                 continue
             candidate = candidate_from_sdp(item["candidate"].removeprefix("candidate:"))
             candidate.sdpMid = item.get("sdpMid")

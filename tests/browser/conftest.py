@@ -16,6 +16,7 @@ from playwright.async_api import (
     ConsoleMessage,
     Page,
     Response,
+    ViewportSize,
     async_playwright,
     expect,
 )
@@ -37,8 +38,8 @@ CHROMIUM_ARGS = [
     "--use-fake-ui-for-media-stream",
     "--use-fake-device-for-media-stream",
 ]
-DESKTOP = {"width": 1280, "height": 800}
-MOBILE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+MOBILE: ViewportSize = {"width": 390, "height": 844}
 
 expect.set_options(timeout=10_000)
 
@@ -135,7 +136,7 @@ class UI:
     #: Scripts run in every page before its own (test hooks, e.g. recording media tracks).
     init_scripts: list[str] = field(default_factory=list)
 
-    async def page(self, viewport: dict[str, int] | None = None) -> Page:
+    async def page(self, viewport: ViewportSize | None = None) -> Page:
         context = await self.browser.new_context(
             viewport=viewport or DESKTOP, locale="en-GB", timezone_id="UTC"
         )
@@ -146,14 +147,14 @@ class UI:
         self.problems.watch(page)
         return page
 
-    async def open(self, viewport: dict[str, int] | None = None) -> Page:
+    async def open(self, viewport: ViewportSize | None = None) -> Page:
         page = await self.page(viewport)
         await page.goto(self.server.url)
         await expect(page.get_by_test_id("login-page")).to_be_visible()
         return page
 
     async def sign_in(
-        self, name: str, *, password: str = PASSWORD, viewport: dict[str, int] | None = None
+        self, name: str, *, password: str = PASSWORD, viewport: ViewportSize | None = None
     ) -> Page:
         page = await self.open(viewport)
         await submit_login(page, name, password)

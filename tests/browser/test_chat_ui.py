@@ -70,7 +70,11 @@ async def seed_direct(
         for i in range(count):
             if at is not None:
                 when = at(i)
-                chat._clock = lambda when=when: when
+
+                def frozen(when: float = when) -> float:
+                    return when
+
+                chat._clock = frozen
             sender = a if i % 3 == 0 else b
             await chat.send(sender, view.room.id, f"Message {i + 1}", f"seed-{i}", sid=None)
     finally:

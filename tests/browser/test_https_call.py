@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
 
 from appliance.adapters import certificates
 from tests.browser.conftest import (
@@ -86,7 +86,7 @@ async def https_world(tmp_path: Path, webui_dist: Path) -> AsyncIterator[HttpsSe
         yield server
 
 
-async def sign_in(ui: UI, url: str, name: str, viewport: dict[str, int] | None = None) -> Page:
+async def sign_in(ui: UI, url: str, name: str, viewport: ViewportSize | None = None) -> Page:
     page = await ui.page(viewport)
     await page.goto(url)
     await expect(page.get_by_test_id("login-page")).to_be_visible()

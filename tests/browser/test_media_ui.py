@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Locator, Page, Route, expect
+from playwright.async_api import Browser, FilePayload, Locator, Page, Route, expect
 
 from tests.browser.conftest import MOBILE, UI, ServerFactory, screenshot
 from tests.store_support import running_store, storage_overrides
@@ -90,7 +90,7 @@ async def attach(page: Page, name: str, mime: str, data: bytes) -> None:
     async with page.expect_file_chooser() as chooser_info:
         await page.get_by_test_id("attach").click()
     chooser = await chooser_info.value
-    await chooser.set_files(files=[{"name": name, "mimeType": mime, "buffer": data}])
+    await chooser.set_files(files=[FilePayload(name=name, mimeType=mime, buffer=data)])
 
 
 async def drop_file(page: Page, name: str, mime: str, data: bytes) -> None:
