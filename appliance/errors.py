@@ -26,6 +26,15 @@ class ErrorCode(StrEnum):
     UPLOAD_MISMATCH = "upload_mismatch"
     UPLOAD_EXPIRED = "upload_expired"
     RECORDING_DISABLED = "recording_disabled"
+    ACCOUNT_DISABLED = "account_disabled"
+    ACCOUNT_DELETED = "account_deleted"
+    PASSWORD_CHANGE_REQUIRED = "password_change_required"
+    WEAK_PASSWORD = "weak_password"
+    LAST_ADMIN = "last_admin"
+    INVITATION_INVALID = "invitation_invalid"
+    INVITATION_EXPIRED = "invitation_expired"
+    INVITATION_USED_UP = "invitation_used_up"
+    INVITATION_REVOKED = "invitation_revoked"
     INTERNAL = "internal_error"
 
 
@@ -49,6 +58,15 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.UPLOAD_MISMATCH: 409,
     ErrorCode.UPLOAD_EXPIRED: 410,
     ErrorCode.RECORDING_DISABLED: 409,
+    ErrorCode.ACCOUNT_DISABLED: 403,
+    ErrorCode.ACCOUNT_DELETED: 401,
+    ErrorCode.PASSWORD_CHANGE_REQUIRED: 403,
+    ErrorCode.WEAK_PASSWORD: 400,
+    ErrorCode.LAST_ADMIN: 409,
+    ErrorCode.INVITATION_INVALID: 404,
+    ErrorCode.INVITATION_EXPIRED: 410,
+    ErrorCode.INVITATION_USED_UP: 410,
+    ErrorCode.INVITATION_REVOKED: 410,
     ErrorCode.INTERNAL: 500,
 }
 
