@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import logging
 import os
 import shutil
 import sys
@@ -32,7 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", default=None, help="config file (default: <data-dir>/appliance.toml)"
     )
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        choices=["debug", "info", "warning", "error"],
+        help="overrides [logging] level of the config (default: info)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("init", help="create the data dir: config with fresh secrets, database")
@@ -62,7 +66,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     add.add_argument("name")
     add.add_argument("--admin", action="store_true", help="make the user an administrator")
+    passwd = user_sub.add_parser(
+        "passwd",
+        help="set a user's password (read like `add`); ends all their logins",
+    )
+    passwd.add_argument("name")
+    user_sub.add_parser("list", help="list the accounts (deleted ones left out)")
 
+    from appliance.doctor.command import add_parser as add_doctor_parser
+
+    add_doctor_parser(sub)
+    from appliance.backup.command import add_parsers as add_backup_parsers
+
+    add_backup_parsers(sub)
     units = sub.add_parser("units", help="render the systemd units from the service declaration")
     units.add_argument("--output", default="systemd", help="folder to write (default: systemd)")
     units.add_argument(
@@ -81,8 +97,19 @@ def _settings(args: argparse.Namespace, *, create: bool = True) -> Settings:
         settings, created = init_data_dir(data_dir, config_path)
         if created:
             print(f"initialised {data_dir}", file=sys.stderr)
-        return settings
-    return load(data_dir, config_path)
+    else:
+        settings = load(data_dir, config_path)
+    _configure_logs(args, settings)
+    return settings
+
+
+def _configure_logs(args: argparse.Namespace, settings: Settings) -> None:
+    """`[logging]` of the config from here on (`--log-level` wins over its level)."""
+    from appliance.observability.logs import configure_logging
+
+    logs = settings.config.logging
+    level = getattr(args, "log_level", None) or logs.level
+    configure_logging(logs.format, level, service=str(getattr(args, "command", "")))
 
 
 def _read_password() -> str:
@@ -96,7 +123,9 @@ def _read_password() -> str:
     return first
 
 
-async def _add_user(settings: Settings, name: str, password: str, admin: bool) -> int:
+async def _add_user(
+    settings: Settings, name: str, password: str, admin: bool, action: str = "add"
+) -> int:
     from appliance.services.auth import AuthService
     from appliance.services.clock import wall_clock
     from appliance.services.passwords import PasswordService
@@ -121,6 +150,19 @@ async def _add_user(settings: Settings, name: str, password: str, admin: bool) -
             LoginThrottle(config.auth, MemoryAttemptStore(), wall_clock),
             wall_clock,
         )
+        if action == "list":
+            for found in await UserRepository(db).list_all():
+                flags = ("admin " if found.is_admin else "") + (
+                    "disabled" if found.disabled else ""
+                )
+                print(f"{found.id}\t{found.username}\t{flags.strip()}")
+            return 0
+        if action == "passwd":
+            existing = await UserRepository(db).by_username(name)
+            if existing is None:
+                raise AppError(ErrorCode.NOT_FOUND, f"no user {name!r}")
+            await auth.set_password(existing, password, must_change=False)
+            return existing.id
         user = await auth.create_user(name, password, is_admin=admin)
         return user.id
     finally:
@@ -223,7 +265,7 @@ def _units(args: argparse.Namespace) -> int:
             if not (out / name).is_file() or (out / name).read_text(encoding="utf-8") != text
         ]
         extra = (
-            [p.name for p in out.glob("*.service") if p.name not in rendered]
+            [p.name for p in out.glob("appliance*.*") if p.name not in rendered]
             if out.is_dir()
             else []
         )
@@ -239,13 +281,22 @@ def _units(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from appliance.observability.logs import configure_logging
+
+    # Until the config is read (its errors are printed as they are); then as [logging] says
+    # (`_settings` applies it, for every command that reads the config).
+    configure_logging(level=args.log_level or "info", service=args.command)
     try:
         if args.command == "units":
             return _units(args)
+        if args.command == "doctor":
+            from appliance.doctor.command import run as run_doctor
+
+            return run_doctor(args)
+        if args.command in ("backup", "restore"):
+            from appliance.backup.command import run as run_backup
+
+            return run_backup(args, lambda a: _settings(a, create=False))
         settings = _settings(args)
         if args.command == "init":
             print(f"data dir ready: {settings.data_dir}")
@@ -269,6 +320,13 @@ def main(argv: list[str] | None = None) -> int:
             user_id = asyncio.run(_add_user(settings, args.name, password, args.admin))
             print(f"added user {args.name} (id {user_id})")
             return 0
+        if args.command == "user" and args.user_command == "passwd":
+            password = _read_password()
+            asyncio.run(_add_user(settings, args.name, password, False, "passwd"))
+            print(f"password of {args.name} changed; their logins have ended")
+            return 0
+        if args.command == "user" and args.user_command == "list":
+            return asyncio.run(_add_user(settings, "", "", False, "list"))
     except ConfigError as exc:
         print(f"appliance: {exc}", file=sys.stderr)
         return 2

@@ -129,6 +129,10 @@ class AuthConfig(Section):
     login_base_delay: float = Field(default=1.0, gt=0)
     login_max_delay: float = Field(default=900.0, gt=0)
     password_min_length: int = Field(default=8, ge=1)
+    password_check_common: bool = Field(
+        default=True, description="Refuse passwords in the shipped list of common ones."
+    )
+    invitation_signups_per_hour: int = Field(default=10, ge=1, le=100_000)
 
 
 class DatabaseConfig(Section):
@@ -240,6 +244,80 @@ class SetupConfig(Section):
     token: SecretStr = SecretStr("")
 
 
+class BackupConfig(Section):
+    """`appliance backup --scheduled` (the nightly timer): where, how many, encrypted or not."""
+
+    directory: str = Field(
+        default="",
+        max_length=4096,
+        description="Where scheduled backups go (empty: <data-dir>/backups).",
+    )
+    keep: int = Field(default=7, ge=1, le=1000, description="Newest scheduled backups kept.")
+    passphrase_file: str = Field(
+        default="",
+        max_length=4096,
+        description="File holding the passphrase (first line); empty: scheduled backups are "
+        "not encrypted.",
+    )
+
+
+class MetricsConfig(Section):
+    """`GET /metrics` (Prometheus text format): who may scrape it."""
+
+    enabled: bool = True
+    allow_from: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        max_length=256,
+        description="Client networks (CIDR) allowed to scrape without a token.",
+    )
+    token: SecretStr = Field(
+        default=SecretStr(""),
+        description="Bearer token that allows scraping from anywhere (empty: no token access).",
+    )
+
+    @field_validator("allow_from")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_network(v.strip(), strict=False)) for v in value]
+
+    @field_validator("token")
+    @classmethod
+    def _token_length(cls, value: SecretStr) -> SecretStr:
+        length = len(value.get_secret_value())
+        if length and not 16 <= length <= 256:
+            raise ValueError("token must be empty or 16-256 characters")
+        return value
+
+
+class LoggingConfig(Section):
+    """The log lines every service writes (to stderr; the journal under systemd)."""
+
+    format: Literal["text", "json"] = "text"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class DoctorConfig(Section):
+    """`appliance doctor` and `GET /api/admin/doctor`: thresholds and the NTP source."""
+
+    check_timeout: float = Field(default=10.0, ge=1, le=120)
+    ntp_server: str = Field(default="", max_length=255, description="host[:port]; empty: skip")
+    clock_warn_seconds: float = Field(default=1.0, gt=0, le=86_400)
+    clock_fail_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    min_free_mb: int = Field(default=500, ge=0, le=100_000_000)
+    warn_free_mb: int = Field(default=2000, ge=0, le=100_000_000)
+    min_open_files: int = Field(default=4096, ge=16, le=10_000_000)
+    wal_warn_mb: int = Field(default=64, ge=1, le=1_000_000)
+    integrity_full_max_mb: int = Field(default=1024, ge=0, le=1_000_000)
+
+    @field_validator("ntp_server")
+    @classmethod
+    def _ntp_server(cls, value: str) -> str:
+        value = value.strip()
+        if any(c.isspace() or c in "/@?#" for c in value):
+            raise ValueError("ntp_server must be host or host:port")
+        return value
+
+
 class AppConfig(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="APPLIANCE_",
@@ -260,6 +338,10 @@ class AppConfig(BaseSettings):
     turn: TurnConfig = TurnConfig()
     storage: StorageConfig = StorageConfig()
     setup: SetupConfig = SetupConfig()
+    backup: BackupConfig = BackupConfig()
+    doctor: DoctorConfig = DoctorConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
 
     @classmethod
     def settings_customise_sources(

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from appliance.adapters.object_store import MinioObjectStore
 from appliance.config import Settings
+from appliance.observability.access import MetricsAccess
+from appliance.observability.metrics import Metrics
+from appliance.services.accounts import AccountService
 from appliance.services.auth import AuthService
 from appliance.services.calls import CallService, MemoryCallStore
 from appliance.services.chat import ChatService
 from appliance.services.clock import Clock, wall_clock
+from appliance.services.invitations import InvitationService
 from appliance.services.media import MediaService
 from appliance.services.notifier import Notifier
 from appliance.services.passwords import PasswordService
@@ -22,6 +26,7 @@ from appliance.services.turn import TurnCredentialService
 from appliance.services.turnserver import turns_enabled
 from appliance.storage.calls import CallRepository
 from appliance.storage.database import Database
+from appliance.storage.invitations import InvitationRepository
 from appliance.storage.media import MediaRepository
 from appliance.storage.message_writer import MessageWriter
 from appliance.storage.messages import MessageRepository
@@ -40,10 +45,13 @@ class Container:
         notifier: Notifier,
         clock: Clock = wall_clock,
         recorder: RecorderChannel | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         config = settings.config
         self.settings = settings
         self.clock = clock
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.metrics_access = MetricsAccess(config.metrics)
         self.db = Database(
             settings.database_path,
             synchronous=config.database.synchronous,
@@ -62,11 +70,13 @@ class Container:
         )
         self.rooms = RoomRepository(self.db)
         self.messages = MessageRepository(self.db)
-        self.writer = MessageWriter(self.messages, max_batch=config.chat.write_batch_max)
+        self.writer = MessageWriter(
+            self.messages, max_batch=config.chat.write_batch_max, metrics=self.metrics
+        )
         self.chat = ChatService(
             config.chat, self.rooms, self.messages, self.writer, self.users, notifier, clock
         )
-        self.limiter = MemoryRateLimiter(config.rate_limits, clock)
+        self.limiter = MemoryRateLimiter(config.rate_limits, clock, metrics=self.metrics)
         self.calls = CallService(
             config.calls,
             MemoryCallStore(),
@@ -75,6 +85,7 @@ class Container:
             self.presence,
             notifier,
             clock,
+            metrics=self.metrics,
         )
         self.turn = TurnCredentialService(
             config.turn, clock, force_relay=config.calls.force_relay, tls=turns_enabled(config)
@@ -82,7 +93,12 @@ class Container:
         self.tls = TlsManager(settings)
         self.store = MinioObjectStore(config.storage)
         self.media = MediaService(
-            config.storage, self.store, MediaRepository(self.db), self.chat, clock
+            config.storage,
+            self.store,
+            MediaRepository(self.db),
+            self.chat,
+            clock,
+            metrics=self.metrics,
         )
         self.recordings = RecordingService(
             config.recording,
@@ -94,8 +110,27 @@ class Container:
             recorder,
             self.media.base_url,
             clock,
+            metrics=self.metrics,
         )
         self.setup = SetupService(settings, self.auth, self.users, self.passwords, clock)
+        self.accounts = AccountService(
+            self.users,
+            self.tokens,
+            self.auth,
+            self.passwords,
+            self.throttle,
+            self.presence,
+            self.chat,
+            clock,
+        )
+        self.invitations = InvitationService(
+            config.auth,
+            InvitationRepository(self.db),
+            self.users,
+            self.auth,
+            self.passwords,
+            clock,
+        )
 
     async def start(self) -> None:
         await self.tls.start()

@@ -375,7 +375,9 @@ units() {
     fi
   done
   if [ "$any" = 1 ] && systemd_running; then systemctl daemon-reload; fi
-  for name in "$rendered"/*; do # every unit with an [Install] section
+  # Every unit with an [Install] section: the services, appliance-reload.path and
+  # appliance-backup.timer (the nightly backup; appliance.target starts and stops it).
+  for name in "$rendered"/*; do
     grep -q '^\[Install\]' "$name" || continue
     name="$(basename "$name")"
     if ! systemctl is-enabled --quiet "$name" 2>/dev/null; then
@@ -440,7 +442,8 @@ announce() { # the set-up URLs and the one-time token, on the console and in the
 uninstall() {
   local name
   if systemd_running; then
-    systemctl disable --now --quiet appliance.target appliance-reload.path 2>/dev/null || true
+    systemctl disable --now --quiet appliance.target appliance-reload.path \
+      appliance-backup.timer 2>/dev/null || true
   fi
   for name in "$UNIT_DIR"/appliance.target "$UNIT_DIR"/appliance-*; do
     [ -f "$name" ] || continue
@@ -450,7 +453,7 @@ uninstall() {
   done
   if systemd_running; then
     systemctl stop appliance-web.service appliance-store.service appliance-turn.service \
-      appliance-recorder.service 2>/dev/null || true
+      appliance-recorder.service appliance-backup.service 2>/dev/null || true
     systemctl daemon-reload
   fi
   if [ -e "$AVAHI_FILE" ]; then rm -f "$AVAHI_FILE" && changed "removed $AVAHI_FILE"; fi

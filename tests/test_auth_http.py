@@ -18,7 +18,12 @@ async def test_login_returns_token_pair(server: RunningServer) -> None:
     assert body["expires_in"] == server.settings.config.auth.access_ttl
     me = await server.http.get("/api/me", headers=bearer(body["access_token"]))
     assert me.status_code == 200
-    assert me.json() == {"user_id": 1, "username": "alice", "is_admin": True}
+    assert me.json() == {
+        "user_id": 1,
+        "username": "alice",
+        "is_admin": True,
+        "must_change_password": False,
+    }
 
 
 async def test_login_is_case_insensitive_on_username(server: RunningServer) -> None:

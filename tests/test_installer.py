@@ -279,6 +279,7 @@ def test_installer_in_a_fresh_debian_root(tmp_path: Path) -> None:
                 "appliance-turn.service",
                 "appliance-recorder.service",
                 "appliance-reload.path",
+                "appliance-backup.timer",
             ],
         }
         for folder, names in wants.items():

@@ -211,6 +211,8 @@ STEP_ERRORS: list[tuple[str, dict[str, Any], str]] = [
     ("organisation", {"name": "x" * 81}, "organisation.name"),
     ("organisation", {"name": "Bad\u0007Bell"}, "organisation.name"),
     ("admin", {"username": "boss", "password": "short"}, "admin.password"),
+    ("admin", {"username": "boss", "password": "Password1"}, "admin.password"),
+    ("admin", {"username": "bossbossboss", "password": "BossBossBoss"}, "admin.password"),
     ("admin", {"username": "-boss", "password": PASSWORD}, "admin.username"),
     ("admin", {"username": "", "password": PASSWORD}, "admin.username"),
     ("reach", {"share_name": SHARE, "extra_names": [SHARE, "not a name!"]}, "reach.extra_names"),
@@ -253,6 +255,10 @@ async def test_each_step_names_the_bad_field(wizard: RunningServer) -> None:
         await validate(wizard, "admin", {"admin": {"username": "boss", "password": "short"}})
     )
     assert too_short == {"admin.password": "must be at least 8 characters"}
+    common = field_errors(
+        await validate(wizard, "admin", {"admin": {"username": "boss", "password": "qwerty123"}})
+    )
+    assert common == {"admin.password": "is one of the most common passwords; choose another"}
 
 
 async def test_valid_steps_pass_and_turn_lists_the_firewall(wizard: RunningServer) -> None:
@@ -461,7 +467,12 @@ async def test_finish_creates_the_admin_writes_the_config_and_ends_setup(
     me = await wizard.http.get(
         "/api/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
     )
-    assert me.json() == {"user_id": 1, "username": "boss", "is_admin": True}
+    assert me.json() == {
+        "user_id": 1,
+        "username": "boss",
+        "is_admin": True,
+        "must_change_password": False,
+    }
 
     # The config file: rewritten atomically, comments and mode kept, token gone.
     text = config_path.read_text()

@@ -25,7 +25,7 @@ from appliance.supervision.render import (
     supervisord_conf,
     systemd_units,
 )
-from appliance.supervision.services import SERVICES, by_name
+from appliance.supervision.services import JOBS, SERVICES, by_name
 from tests.turn_support import turn_overrides
 
 SERVICE_UNITS = [f"appliance-{spec.name}.service" for spec in SERVICES]
@@ -150,6 +150,46 @@ def test_reload_units_watch_the_config_and_restart_the_services() -> None:
     for unit in SERVICE_UNITS:
         assert unit in command
     assert "chown root:appliance" in command and "chmod 0640" in command
+
+
+def test_backup_timer_and_its_oneshot_service() -> None:
+    units = systemd_units()
+    for job in JOBS:
+        timer = directives(units[f"appliance-{job.name}.timer"])
+        assert timer["OnCalendar"] == [job.on_calendar]
+        assert timer["Persistent"] == ["true"]
+        assert timer["Unit"] == [f"appliance-{job.name}.service"]
+        assert timer["WantedBy"] == ["appliance.target"]  # enabled by scripts/install.sh
+        assert timer["PartOf"] == ["appliance.target"]
+        assert f"appliance-{job.name}.timer" in directives(units["appliance.target"])["Wants"][0]
+        text = units[f"appliance-{job.name}.service"]
+        service = directives(text)
+        assert service["Type"] == ["oneshot"]
+        assert "[Install]" not in text  # started by its timer only
+        assert service["User"] == ["appliance"]
+        assert service["CapabilityBoundingSet"] == [""]
+        assert service["ReadWritePaths"] == ["/var/lib/appliance"]
+        for line in EVERY_SERVICE:
+            key, value = line.split("=", 1)
+            assert value in service.get(key, []), (job.name, line)
+    backup = directives(units["appliance-backup.service"])
+    assert backup["ExecStart"][0].endswith(" backup --scheduled")
+    assert backup["ExecStart"][0].startswith("/opt/appliance/venv/bin/appliance --data-dir")
+    # supervisord has no timers: `appliance up` runs the services only.
+    sections = conf_sections(supervisord_conf(["appliance"], Path("/run")))
+    assert not [name for name in sections if "backup" in name]
+
+
+def test_units_check_notices_a_stale_timer(tmp_path: Path) -> None:
+    from appliance.cli import main
+
+    assert main(["units", "--output", str(tmp_path)]) == 0
+    assert main(["units", "--output", str(tmp_path), "--check"]) == 0
+    (tmp_path / "appliance-old.timer").write_text("[Timer]\n")
+    assert main(["units", "--output", str(tmp_path), "--check"]) == 1
+    (tmp_path / "appliance-old.timer").unlink()
+    (tmp_path / "appliance-backup.timer").unlink()
+    assert main(["units", "--output", str(tmp_path), "--check"]) == 1
 
 
 def exposure(unit_file: Path) -> float:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from appliance.config import CallsConfig
 from appliance.errors import AppError, ErrorCode
+from appliance.observability.metrics import Metrics
 from appliance.services.clock import Clock
 from appliance.services.notifier import Notifier
 from appliance.services.presence import PresenceService
@@ -49,6 +50,15 @@ class EndReason(StrEnum):
     UNAVAILABLE = "unavailable"
     ANSWERED_ELSEWHERE = "answered_elsewhere"
     SERVER_RESTART = "server_restart"
+
+
+#: How a call that ends while still ringing counts in `appliance_call_setups_total`.
+RINGING_ENDS = {
+    EndReason.DECLINED: "rejected",
+    EndReason.TIMEOUT: "missed",
+    EndReason.CANCELLED: "cancelled",
+    EndReason.UNAVAILABLE: "unavailable",
+}
 
 
 class Signal(StrEnum):
@@ -165,16 +175,23 @@ class CallService:
         presence: PresenceService,
         notifier: Notifier,
         clock: Clock,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self._config = config
         self._store = store
         self._log = log_repo
+        self._metrics = metrics
         self._users = users
         self._presence = presence
         self._notifier = notifier
         self._clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
         self._listeners: list[CallListener] = []
+
+    def _setup_outcome(self, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.call_setup(outcome)
 
     def add_listener(self, listener: CallListener) -> None:
         self._listeners.append(listener)
@@ -220,6 +237,13 @@ class CallService:
     async def get(self, call_id: str) -> Call | None:
         return await self._store.get(call_id)
 
+    async def counts(self) -> dict[str, int]:
+        """Calls in progress by state: for /metrics, at scrape time."""
+        found = {state.value: 0 for state in CallState}
+        for call in await self._store.all():
+            found[call.state.value] += 1
+        return found
+
     # -- the state machine ------------------------------------------------------------------
 
     async def start_call(
@@ -235,6 +259,7 @@ class CallService:
         if callee is None:
             raise AppError(ErrorCode.NOT_FOUND, "no such user")
         if await self._presence.socket_count(callee_id) == 0:
+            self._setup_outcome("unavailable")
             raise AppError(ErrorCode.UNAVAILABLE, f"{callee.username} is not online")
         now = self._clock()
         call = Call(
@@ -251,6 +276,7 @@ class CallService:
         await self._log.started(call.id, user_id, callee_id, audio, video, now)
         if await self._store.of_user(callee_id) is not None:
             await self._log.ended(call.id, EndReason.BUSY, now)
+            self._setup_outcome("busy")
             # After the ack that carries the call id has gone out.
             self._spawn(
                 self._later(
@@ -296,6 +322,7 @@ class CallService:
             call.ring_timer.cancel()
             call.ring_timer = None
         await self._log.answered(call.id, self._clock())
+        self._setup_outcome("answered")
         if call.caller_sid is not None:
             await self._notifier.to_socket(call.caller_sid, CALL_ACCEPTED, {"call_id": call.id})
         await self._notifier.to_user(
@@ -342,6 +369,8 @@ class CallService:
             if task is not asyncio.current_task():
                 task.cancel()
         await self._log.ended(call.id, reason, self._clock())
+        if call.state is CallState.RINGING:
+            self._setup_outcome(RINGING_ENDS.get(reason, "failed"))
         await self._tell(call)
         if not notify:
             return

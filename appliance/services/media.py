@@ -27,6 +27,7 @@ from appliance.adapters.object_store import (
 )
 from appliance.config import StorageConfig
 from appliance.errors import AppError, ErrorCode
+from appliance.observability.metrics import Metrics
 from appliance.services.chat import ChatService
 from appliance.services.clock import Clock
 from appliance.storage.media import MediaRecord, MediaRepository
@@ -66,9 +67,12 @@ class MediaService:
         repo: MediaRepository,
         chat: ChatService,
         clock: Clock,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self._config = config
         self._store = store
+        self._metrics = metrics
         self._repo = repo
         self._chat = chat
         self._clock = clock
@@ -102,6 +106,10 @@ class MediaService:
                     log.info("object store is ready")
                 self._store_warned = False
         return self._bucket_ready
+
+    def _outcome(self, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.upload(outcome)
 
     async def healthy(self) -> bool:
         return await self._store.ping()
@@ -158,6 +166,7 @@ class MediaService:
             expires_at=now + self._config.pending_ttl,
         )
         await self._repo.add_pending(record)
+        self._outcome("requested")
         ttl = self._config.upload_url_ttl
         url = self._store.presign_put(
             self.base_url(origin), record.object_key, content_type, size, ttl
@@ -186,22 +195,27 @@ class MediaService:
         if record.status == "pending":
             if record.expires_at < self._clock():
                 await self._discard(record)
+                self._outcome("expired")
                 raise AppError(ErrorCode.UPLOAD_EXPIRED, "the upload expired; request a new one")
             try:
                 found = await self._store.stat(record.object_key)
             except StoreUnavailable:
+                self._outcome("failed")
                 raise AppError(
                     ErrorCode.STORAGE_UNAVAILABLE, "file storage is unavailable"
                 ) from None
             if found is None:
+                self._outcome("missing")
                 raise AppError(ErrorCode.UPLOAD_MISSING, "the file has not been uploaded")
             if found.size != record.size or found.content_type.lower() != record.content_type:
                 await self._discard(record)
+                self._outcome("mismatch")
                 raise AppError(
                     ErrorCode.UPLOAD_MISMATCH,
                     "the stored file does not match what was declared; it was deleted",
                 )
             await self._repo.mark_complete(media_id)
+            self._outcome("completed")
         # The message's client id is derived from the upload: a repeated notify returns it.
         return await self._chat.send(
             user_id, record.room_id, caption, f"media:{media_id}", sid=sid, media_id=media_id

@@ -150,5 +150,13 @@ class PresenceService:
     async def socket_count(self, user_id: int) -> int:
         return await self._store.count(user_id)
 
+    async def counts(self) -> tuple[int, int]:
+        """(users others see as online, their open sockets): for /metrics, at scrape time."""
+        connected = await self._store.users()
+        sockets = 0
+        for user_id in connected:
+            sockets += await self._store.count(user_id)
+        return len(connected | set(self._pending_offline)), sockets
+
     async def is_online(self, user_id: int) -> bool:
         return user_id in self._pending_offline or await self._store.count(user_id) > 0

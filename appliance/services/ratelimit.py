@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from appliance.config import RateLimitsConfig
+from appliance.observability.metrics import Metrics
 from appliance.services.clock import Clock
 
 
@@ -61,7 +62,10 @@ def bucket_specs(config: RateLimitsConfig) -> dict[EventClass, tuple[BucketSpec,
 
 
 class MemoryRateLimiter:
-    def __init__(self, config: RateLimitsConfig, clock: Clock) -> None:
+    def __init__(
+        self, config: RateLimitsConfig, clock: Clock, *, metrics: Metrics | None = None
+    ) -> None:
+        self._metrics = metrics
         self._specs = bucket_specs(config)
         self._clock = clock
         self._buckets: dict[tuple[int, EventClass, bool], _Bucket] = {}
@@ -84,11 +88,15 @@ class MemoryRateLimiter:
         guard.tokens -= 1
         if guard.tokens < 0:
             guard.tokens = 0
+            if self._metrics is not None:
+                self._metrics.limited(event_class.value)
             return Decision(False, retry_after=1.0 / limit.rate, abusive=True)
         bucket = self._refill((user_id, event_class, False), limit, now)
         if bucket.tokens >= 1:
             bucket.tokens -= 1
             return Decision(True)
+        if self._metrics is not None:
+            self._metrics.limited(event_class.value)
         return Decision(False, retry_after=(1 - bucket.tokens) / limit.rate)
 
     def _prune(self, now: float) -> None:

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from appliance.adapters.object_store import ObjectStore, StoreUnavailable, content_disposition
 from appliance.config import RecordingConfig, StorageConfig
 from appliance.errors import AppError, ErrorCode
+from appliance.observability.metrics import Metrics
 from appliance.services.calls import Call, CallService, CallState
 from appliance.services.clock import Clock
 from appliance.services.notifier import Notifier
@@ -120,8 +121,11 @@ class RecordingService:
         channel: RecorderChannel | None,
         base_url: Callable[[str], str],
         clock: Clock,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self._config = config
+        self._metrics = metrics
         self._storage = storage
         self._store = store
         self._repo = repo
@@ -138,6 +142,7 @@ class RecordingService:
 
     async def start(self) -> None:
         failed = await self._repo.fail_processing("server_restart", self._clock())
+        self._counted("failed", failed)
         if failed:
             log.info("%d recordings left processing by a restart failed", failed)
         self._cleaner = asyncio.create_task(self._clean_periodically(), name="recording-cleanup")
@@ -149,6 +154,15 @@ class RecordingService:
             self._cleaner = None
 
     # -- the recorder's socket --------------------------------------------------------------
+
+    @property
+    def in_progress(self) -> int:
+        """Recordings starting or running now (for /metrics)."""
+        return len(self._by_call)
+
+    def _counted(self, state: str, count: int = 1) -> None:
+        if self._metrics is not None and count:
+            self._metrics.recording(state, count)
 
     @property
     def recorder_up(self) -> bool:
@@ -179,7 +193,7 @@ class RecordingService:
     async def _recorder_lost(self) -> None:
         for session in list(self._by_call.values()):
             await self._fail(session.call_id, session.recording_id, "recorder_lost")
-        await self._repo.fail_processing("recorder_lost", self._clock())
+        self._counted("failed", await self._repo.fail_processing("recorder_lost", self._clock()))
 
     # -- participants: start and stop -------------------------------------------------------
 
@@ -248,8 +262,10 @@ class RecordingService:
         refusal = await self._ask_recorder(recorder, request)
         if self._by_call.get(call.id) is not session:
             # Stopped (the stop went to the recorder already) or failed while it was asked.
-            if refusal is not None:
-                await self._repo.mark_failed(session.recording_id, refusal[0], self._clock())
+            if refusal is not None and await self._repo.mark_failed(
+                session.recording_id, refusal[0], self._clock()
+            ):
+                self._counted("failed")
             if session.state is RecordingState.FAILED:
                 raise AppError(ErrorCode.UNAVAILABLE, "the recording failed while starting")
             return session
@@ -257,6 +273,7 @@ class RecordingService:
             reason, error = refusal
             await self._fail(call.id, session.recording_id, reason)
             raise error
+        self._counted("started")
         await self._announce(call, session, RecordingState.STARTING, session.by)
         return session
 
@@ -312,7 +329,8 @@ class RecordingService:
         session = self._by_recording.get(recording_id)
         if session is not None:
             self._forget(session, RecordingState.FAILED)
-        await self._repo.mark_failed(recording_id, reason, self._clock())
+        if await self._repo.mark_failed(recording_id, reason, self._clock()):
+            self._counted("failed")
         call = await self._calls.get(call_id)
         if call is not None:
             payload = {
@@ -453,6 +471,7 @@ class RecordingService:
         if session is not None:
             self._forget(session, RecordingState.STOPPED)
         if await self._repo.mark_ready(recording_id, done):
+            self._counted("ready")
             payload = {"recording_id": recording_id, "call_id": call_id}
             for user_id in (record.caller_id, record.callee_id):
                 await self._notifier.to_user(user_id, RECORDING_READY, payload)

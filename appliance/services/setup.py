@@ -525,7 +525,7 @@ class SetupService:
                 "1-32 letters, digits, '.', '_' or '-', starting with a letter or digit"
             )
         try:
-            self._auth.validate_new_password(step.password)
+            self._auth.validate_new_password(step.password, step.username)
         except AppError as exc:
             errors["password"] = exc.message.removeprefix("password ")
         if not errors:

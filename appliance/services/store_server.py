@@ -55,4 +55,6 @@ def prepare(settings: Settings) -> tuple[list[str], dict[str, str]]:
         "NOTICE",
         str(objects),
     ]
+    if settings.config.logging.format == "json":
+        argv.insert(-1, "--use-json-log")  # rclone's own JSON lines: level, msg, time, source
     return argv, env

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import shutil
 import signal
 from collections.abc import Callable
@@ -18,6 +19,40 @@ from appliance.services.tls import TlsManager
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 10.0
+
+#: coturn's own lines, re-logged one by one so they get the service's log format and level.
+coturn_log = logging.getLogger("coturn")
+_COUNTER = re.compile(r"^\d+: (?:\(\d+\): )?:? ?")  # "0: : " / "12: (1234): " uptime prefix
+_ERROR = re.compile(r"error|cannot|can't|fail|errno|denied|not found", re.IGNORECASE)
+_WARNING = re.compile(r"warn", re.IGNORECASE)
+
+
+def coturn_line(raw: bytes) -> tuple[int, str]:
+    """The level and text of one line of coturn's output (its levels are words in the text,
+    and 4.6.1 writes none)."""
+    text = _COUNTER.sub("", raw.decode("utf-8", "replace").rstrip())
+    if "ERROR" in text:
+        return logging.ERROR, text
+    if _WARNING.search(text):
+        return logging.WARNING, text
+    if _ERROR.search(text):
+        return logging.ERROR, text
+    return logging.INFO, text
+
+
+async def forward_output(stream: asyncio.StreamReader) -> None:
+    """Until coturn closes its end; reading never stops early (coturn would block on a full
+    pipe)."""
+    while True:
+        try:
+            raw = await stream.readline()
+        except ValueError:  # a line over the reader's limit: dropped, the next one is read
+            continue
+        if not raw:
+            return
+        level, text = coturn_line(raw)
+        if text:
+            coturn_log.log(level, "%s", text)
 
 
 def turns_enabled(config: AppConfig) -> bool:
@@ -102,7 +137,11 @@ async def supervise(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-    proc = await asyncio.create_subprocess_exec(*argv)
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    assert proc.stdout is not None
+    forwarding = asyncio.create_task(forward_output(proc.stdout), name="coturn-output")
     if manager is not None:
 
         def reload() -> None:
@@ -132,6 +171,11 @@ async def supervise(
                     proc.kill()
                 await proc.wait()
         exited.cancel()
+        try:  # the rest of its output (the pipe ends with coturn)
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await forwarding
+        except TimeoutError:
+            forwarding.cancel()
     if stop.is_set():
         return 0
     code = proc.returncode or 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from appliance.observability.metrics import Metrics
 from appliance.storage.messages import MessageRecord, MessageRepository, NewMessage
 
 log = logging.getLogger(__name__)
@@ -17,8 +18,15 @@ _Pending = tuple[NewMessage, asyncio.Future[tuple[MessageRecord, bool]]]
 
 
 class MessageWriter:
-    def __init__(self, repository: MessageRepository, *, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        repository: MessageRepository,
+        *,
+        max_batch: int = 256,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._repository = repository
+        self._metrics = metrics
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()  # None: stop
         self._task: asyncio.Task[None] | None = None
@@ -69,6 +77,8 @@ class MessageWriter:
                     future.set_exception(exc)
             return
         self.batches += 1
+        if self._metrics is not None:  # once per batch: the size, and the rows new in it
+            self._metrics.batch_written(len(batch), sum(1 for _, created in results if created))
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)

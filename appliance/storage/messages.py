@@ -11,8 +11,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # not imported at run time: the writer process imports this module, lightly
     from appliance.storage.database import Database
 
+# A deleted account's messages read as from "Deleted account" (users.DELETED_DISPLAY_NAME,
+# not imported: this module stays light for the writer process).
 _SELECT = (
-    "SELECT m.id, m.room_id, m.sender_id, u.username, m.client_msg_id, m.text,"
+    "SELECT m.id, m.room_id, m.sender_id,"
+    " CASE WHEN u.deleted_at IS NULL THEN u.username ELSE 'Deleted account' END,"
+    " m.client_msg_id, m.text,"
     " m.created_at, m.edited_at, m.deleted_at, a.id, a.filename, a.content_type, a.size"
     " FROM messages m JOIN users u ON u.id = m.sender_id LEFT JOIN media a ON a.id = m.media_id"
 )

@@ -6,6 +6,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from appliance.storage.database import Database
+from appliance.storage.users import DELETED_DISPLAY_NAME
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +119,10 @@ class RoomRepository:
 
     async def members(self, room_id: int) -> list[MemberRecord]:
         async with self._db.conn.execute(
-            "SELECT m.user_id, u.username, m.role, m.last_read_id FROM room_members m"
+            "SELECT m.user_id, CASE WHEN u.deleted_at IS NULL THEN u.username ELSE ? END,"
+            " m.role, m.last_read_id FROM room_members m"
             " JOIN users u ON u.id = m.user_id WHERE m.room_id = ? ORDER BY u.username",
-            (room_id,),
+            (DELETED_DISPLAY_NAME, room_id),
         ) as cur:
             return [MemberRecord(*r) for r in await cur.fetchall()]
 

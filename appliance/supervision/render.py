@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from appliance.supervision.services import SERVICES, ServiceSpec
+from appliance.supervision.services import JOBS, SERVICES, JobSpec, ServiceSpec
 
 INSTALLED_PREFIX = "/opt/appliance/venv/bin/appliance"
 INSTALLED_WEBUI = "/opt/appliance/webui"
@@ -266,9 +266,61 @@ def _reload_units(services: Sequence[ServiceSpec]) -> dict[str, str]:
     return {f"{RELOAD}.path": path_unit, f"{RELOAD}.service": service_unit}
 
 
-def systemd_units(services: Sequence[ServiceSpec] = SERVICES) -> dict[str, str]:
+def _job_units(job: JobSpec) -> dict[str, str]:
+    """A scheduled job: its oneshot service (hardened like the services, idle priority) and the
+    timer that starts it. The timer is part of appliance.target: stopping the box stops it."""
+    base = [INSTALLED_PREFIX, "--data-dir", INSTALLED_DATA_DIR, "--config", INSTALLED_CONFIG]
+    after = ["network-online.target", *(f"appliance-{n}.service" for n in job.start_after)]
+    service = "\n".join(
+        [
+            HEADER,
+            "[Unit]",
+            f"Description=Appliance {job.name}: {job.description}",
+            "After=" + " ".join(after),
+            "Wants=network-online.target",
+            "",
+            "[Service]",
+            "Type=oneshot",
+            "User=appliance",
+            "Group=appliance",
+            f"ExecStart={_quote([*base, *job.command])}",
+            f"TimeoutStartSec={job.timeout_seconds}",
+            "Nice=10",
+            "IOSchedulingClass=idle",
+            "CapabilityBoundingSet=",
+            *HARDENING,
+            "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+            f"ReadWritePaths={INSTALLED_DATA_DIR}",
+            "",
+        ]
+    )
+    timer = "\n".join(
+        [
+            HEADER,
+            "[Unit]",
+            f"Description=Appliance {job.name} timer: {job.description}",
+            f"PartOf={TARGET}",
+            "",
+            "[Timer]",
+            f"OnCalendar={job.on_calendar}",
+            f"RandomizedDelaySec={job.randomized_delay}",
+            f"Persistent={'true' if job.persistent else 'false'}",
+            f"Unit=appliance-{job.name}.service",
+            "",
+            "[Install]",
+            f"WantedBy={TARGET}",
+            "",
+        ]
+    )
+    return {f"appliance-{job.name}.service": service, f"appliance-{job.name}.timer": timer}
+
+
+def systemd_units(
+    services: Sequence[ServiceSpec] = SERVICES, jobs: Sequence[JobSpec] = JOBS
+) -> dict[str, str]:
     """Unit files for the installed appliance, keyed by file name."""
     wanted = [f"appliance-{s.name}.service" for s in services] + [f"{RELOAD}.path"]
+    wanted += [f"appliance-{j.name}.timer" for j in jobs]
     units: dict[str, str] = {
         TARGET: "\n".join(
             [
@@ -286,4 +338,6 @@ def systemd_units(services: Sequence[ServiceSpec] = SERVICES) -> dict[str, str]:
     for spec in services:
         units[f"appliance-{spec.name}.service"] = _service_unit(spec)
     units.update(_reload_units(services))
+    for job in jobs:
+        units.update(_job_units(job))
     return units

@@ -1,4 +1,7 @@
-"""Every service of the appliance, declared once. Both supervisors are rendered from this list."""
+"""Every service of the appliance, declared once. Both supervisors are rendered from this list.
+
+Scheduled jobs (`JOBS`) are rendered as a systemd timer and its oneshot service; supervisord has
+no timers, so under `appliance up` they are run by hand or from cron (docs/backup.md)."""
 
 from __future__ import annotations
 
@@ -64,6 +67,36 @@ SERVICES: tuple[ServiceSpec, ...] = (
         # aioice lists the box's interfaces for ICE host candidates (unless
         # recording.host_addresses names them).
         reads_addresses=True,
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """A command run on a schedule (not a long-running service)."""
+
+    name: str
+    description: str
+    command: tuple[str, ...]  # the `appliance` sub-command, run to completion
+    #: systemd calendar event (`OnCalendar=`), and a random delay so boxes do not run in step.
+    on_calendar: str
+    randomized_delay: str = "0"
+    #: Run at the next start when the box was off at the scheduled time.
+    persistent: bool = True
+    #: Start after these services (when they start together at boot).
+    start_after: tuple[str, ...] = ()
+    #: Seconds the run may take before systemd stops it.
+    timeout_seconds: int = 6 * 3600
+
+
+JOBS: tuple[JobSpec, ...] = (
+    JobSpec(
+        name="backup",
+        description="nightly backup (appliance backup --scheduled, docs/backup.md)",
+        command=("backup", "--scheduled"),
+        on_calendar="*-*-* 03:30:00",
+        randomized_delay="30min",
+        start_after=("store", "web"),
     ),
 )
 

@@ -15,12 +15,18 @@ from appliance import __version__
 from appliance.adapters.service_key import ensure_service_key
 from appliance.config import Settings, WebConfig
 from appliance.container import Container
+from appliance.observability.metrics import Metrics
 from appliance.services.clock import Clock, wall_clock
 from appliance.transport.http import (
+    account_routes,
+    admin_routes,
     auth_routes,
     calls_routes,
+    doctor_routes,
     health,
+    invitation_routes,
     media_routes,
+    metrics_routes,
     recordings_routes,
     rooms_routes,
     setup_routes,
@@ -88,9 +94,14 @@ class WebApp:
             serializer=TextPacket,
             json=FastJSON,
         )
-        self.notifier = SocketNotifier(self.sio, fast=web.fast_paths)
+        metrics = Metrics()
+        self.notifier = SocketNotifier(self.sio, fast=web.fast_paths, delivered=metrics.delivered)
         self.container = Container(
-            settings, self.notifier, clock, recorder=SocketRecorderChannel(self.sio)
+            settings,
+            self.notifier,
+            clock,
+            recorder=SocketRecorderChannel(self.sio),
+            metrics=metrics,
         )
         services = self.container
         self.gateway = RealtimeGateway(
@@ -105,7 +116,7 @@ class WebApp:
             service_key=lambda: ensure_service_key(settings.data_dir),
             service_sids=self.notifier.service_sids,
         )
-        register_chat_events(self.gateway, services.chat)
+        register_chat_events(self.gateway, services.chat, services.metrics)
         register_call_events(self.gateway, services.calls)
         register_media_events(self.gateway, services.media)
         register_recording_events(self.gateway, services.recordings)
@@ -131,12 +142,17 @@ class WebApp:
         )
         register_error_handlers(app)
         app.register_blueprint(auth_routes.blueprint)
+        app.register_blueprint(account_routes.blueprint)
+        app.register_blueprint(admin_routes.blueprint)
+        app.register_blueprint(invitation_routes.blueprint)
         app.register_blueprint(users_routes.blueprint)
         app.register_blueprint(rooms_routes.blueprint)
         app.register_blueprint(calls_routes.blueprint)
         app.register_blueprint(media_routes.blueprint)
         app.register_blueprint(recordings_routes.blueprint)
         app.register_blueprint(health.blueprint)
+        app.register_blueprint(doctor_routes.blueprint)
+        app.register_blueprint(metrics_routes.blueprint)
         app.register_blueprint(trust.blueprint)
         app.register_blueprint(setup_routes.site_blueprint)
         app.register_blueprint(setup_routes.blueprint)

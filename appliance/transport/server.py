@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import signal
 import socket
 import ssl
@@ -123,6 +124,7 @@ def _uvicorn_config(app: ASGIApp, settings: Settings, **changes: Any) -> Any:
         "ws_max_size": web.max_http_buffer_size,
         "lifespan": "on",
         "log_level": "warning",
+        "log_config": None,  # uvicorn's lines go through the root handler (observability/logs)
         "access_log": False,
         "proxy_headers": False,
         "server_header": False,
@@ -253,6 +255,7 @@ def _serve_hypercorn(app: WebApp, settings: Settings, host: str, port: int) -> N
     config = Config()
     config.websocket_max_message_size = web.max_http_buffer_size
     config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")  # through the root handler
     if web.https_port > 0:
         tls.ensure()
         config.certfile = str(tls.cert_path)

@@ -49,6 +49,8 @@ export const SESSION_ENDING_CODES = new Set([
   "token_expired",
   "token_revoked",
   "token_reused",
+  "account_disabled",
+  "account_deleted",
 ]);
 
 // Server clock minus browser clock, learnt from the Date header, so that "last seen 5 min ago"

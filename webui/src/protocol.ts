@@ -14,12 +14,44 @@ export interface TokenResponse {
   refresh_token: string;
   token_type: "Bearer";
   expires_in: number;
+  /** Sign-in only: the password must be changed before anything else (GET /api/me says so too). */
+  must_change_password?: boolean;
 }
 
 export interface Me {
   user_id: number;
   username: string;
   is_admin: boolean;
+  /** Set by an admin's password reset: only the password change works until it is done. */
+  must_change_password?: boolean;
+}
+
+// -- own account and invitations ----------------------------------------------------------------
+
+/** One login (one refresh-token family) of the signed-in user. */
+export interface AccountSession {
+  id: string | number;
+  /** Unix seconds (server clock). */
+  created_at: number;
+  last_used_at: number | null;
+  client_address: string | null;
+  user_agent: string | null;
+  /** This browser's own login. */
+  current: boolean;
+}
+
+export interface AccountSessionList {
+  /** Newest first. */
+  sessions: AccountSession[];
+}
+
+export interface InvitationCheck {
+  organisation: string;
+  is_admin: boolean;
+  /** Unix seconds (server clock). */
+  expires_at: number;
+  /** The password policy's minimum length, if the server tells. */
+  password_min_length?: number;
 }
 
 export interface DirectoryUser {

@@ -39,6 +39,8 @@ export interface SessionEvents extends Record<string, unknown> {
   connected: undefined;
   /** The session is over (revoked, expired beyond repair): show sign-in with this message. */
   ended: { message: string };
+  /** The server wants a new password first (an admin reset it): the socket is closed for now. */
+  passwordChangeRequired: undefined;
 }
 
 const STORAGE_KEY = "appliance.session.v1";
@@ -55,7 +57,12 @@ export const MESSAGES: Record<string, string> = {
   token_invalid: "Your session is no longer valid. Please sign in again.",
   token_missing: "Please sign in.",
   unreachable: "Can't reach the appliance. Check your connection and try again.",
+  account_disabled: "Your account has been disabled by an administrator.",
+  account_deleted: "Your account has been deleted by an administrator.",
 };
+
+/** Messages about the account itself (not the login), shown as a warning on the sign-in page. */
+export const ACCOUNT_MESSAGES = new Set([MESSAGES.account_disabled, MESSAGES.account_deleted]);
 
 export function messageFor(code: string): string {
   return MESSAGES[code] ?? MESSAGES.token_invalid;
@@ -151,6 +158,14 @@ export class Session extends Emitter<SessionEvents> {
     return new Session(me, tokens);
   }
 
+  /** Sign in with a fresh token pair (an accepted invitation). */
+  static async fromTokens(res: TokenResponse): Promise<Session> {
+    const tokens = fromResponse(res);
+    const me = await api.me(tokens.access);
+    saveTokens(tokens);
+    return new Session(me, tokens);
+  }
+
   /** The session this tab had before a reload, or null (with why, if worth telling). */
   static async resume(): Promise<{ session: Session | null; message?: string }> {
     let tokens = loadTokens();
@@ -178,11 +193,34 @@ export class Session extends Emitter<SessionEvents> {
     return this.state;
   }
 
-  /** Open the socket and start keeping the tokens fresh. */
+  /** Whether only the password change is allowed (an admin reset the password). */
+  get mustChangePassword(): boolean {
+    return this.me.must_change_password === true;
+  }
+
+  /** Open the socket and start keeping the tokens fresh (again, after a pause). */
   start(): void {
+    if (this.closed) return;
     this.scheduleRefresh();
     document.addEventListener("visibilitychange", this.onVisible);
+    this.setState("connecting");
     this.socket.connect();
+  }
+
+  /** The password was changed here: the rest of the API (and the socket) work again. */
+  passwordChanged(): void {
+    this.me.must_change_password = false;
+  }
+
+  /** The server refused for password_change_required: close the socket and tell the app. */
+  private requirePasswordChange(): void {
+    if (this.closed) return;
+    const first = !this.mustChangePassword || this.socket.active;
+    this.me.must_change_password = true;
+    window.clearTimeout(this.refreshTimer);
+    document.removeEventListener("visibilitychange", this.onVisible);
+    this.socket.disconnect();
+    if (first) this.emit("passwordChangeRequired", undefined);
   }
 
   /** Run an HTTP call with the access token, refreshing once if it turned out expired. */
@@ -192,6 +230,9 @@ export class Session extends Emitter<SessionEvents> {
     try {
       return await call(this.tokens.access);
     } catch (error) {
+      if (error instanceof ApiError && error.code === "password_change_required") {
+        this.requirePasswordChange();
+      }
       if (!(error instanceof ApiError && error.code === "token_expired")) throw error;
     }
     await this.refreshOrEnd();
@@ -347,6 +388,7 @@ export class Session extends Emitter<SessionEvents> {
       }
       // Refused by the server: error.message is the code (token_expired, token_revoked, ...).
       if (error.message === "token_expired") void this.recoverExpired();
+      else if (error.message === "password_change_required") this.requirePasswordChange();
       else this.end(messageFor(error.message));
     });
   }

@@ -36,5 +36,25 @@ def bearer_token() -> str:
     return token.strip()
 
 
-async def current_principal() -> Principal:
-    return await container().auth.authenticate(bearer_token())
+def user_agent() -> str:
+    return request.headers.get("User-Agent", "")
+
+
+async def current_principal(*, allow_password_change: bool = False) -> Principal:
+    """The caller. While their password must be changed, only the routes that pass
+    `allow_password_change` (me, own password, logout) let them through."""
+    principal = await container().auth.authenticate(bearer_token())
+    if principal.must_change_password and not allow_password_change:
+        raise AppError(
+            ErrorCode.PASSWORD_CHANGE_REQUIRED,
+            "change your password first (POST /api/account/password)",
+        )
+    return principal
+
+
+async def admin_principal() -> Principal:
+    """The caller, who must be an enabled admin (`forbidden` otherwise)."""
+    principal = await current_principal()
+    if not principal.is_admin:
+        raise AppError(ErrorCode.FORBIDDEN, "only admins may do that")
+    return principal

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from appliance.observability.metrics import Metrics
 from appliance.services.auth import Principal
 from appliance.services.chat import ChatService
 from appliance.services.ratelimit import EventClass
@@ -53,8 +54,12 @@ class SyncIn(Payload):
     rooms: list[Cursor] = Field(max_length=1000)
 
 
-def register_chat_events(gateway: RealtimeGateway, chat: ChatService) -> None:
-    @gateway.on("chat:message", MessageIn, EventClass.CHAT)
+def register_chat_events(
+    gateway: RealtimeGateway, chat: ChatService, metrics: Metrics | None = None
+) -> None:
+    ack_timer = metrics.chat_ack_seconds.observe if metrics is not None else None
+
+    @gateway.on("chat:message", MessageIn, EventClass.CHAT, timer=ack_timer)
     async def message(sid: str, who: Principal, data: MessageIn) -> dict[str, Any]:
         sent = await chat.send(who.user_id, data.room_id, data.text, data.client_msg_id, sid=sid)
         return {"message": sent}

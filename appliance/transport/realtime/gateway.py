@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -84,9 +85,17 @@ class SocketNotifier:
     through `emit`, so it reaches the other workers too.
     """
 
-    def __init__(self, sio: socketio.AsyncServer, *, fast: bool = True) -> None:
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        *,
+        fast: bool = True,
+        delivered: Callable[[str, int], None] | None = None,
+    ) -> None:
         self._sio = sio
         self._direct = fast and type(sio.manager) is socketio.AsyncManager
+        #: Told (event, recipient sockets) per targeted send: appliance_events_delivered_total.
+        self._delivered = delivered
         #: Sockets of services (the recorder): no user broadcasts reach them.
         self.service_sids: set[str] = set()
 
@@ -97,6 +106,9 @@ class SocketNotifier:
         self, event: str, payload: dict[str, Any], room: str, skip: list[str] | None = None
     ) -> None:
         if not self._direct:
+            if self._delivered is not None:
+                participants = self._sio.manager.get_participants("/", room)
+                self._delivered(event, sum(1 for sid, _ in participants if sid not in (skip or ())))
             await self._sio.emit(event, payload, room=room, skip_sid=skip or None)
             return
         targets = [
@@ -105,6 +117,8 @@ class SocketNotifier:
             if not skip or sid not in skip
         ]
         if targets:
+            if self._delivered is not None:
+                self._delivered(event, len(targets))
             await send_to_each(self._sio, event, payload, targets)
 
     async def to_everyone(
@@ -180,6 +194,7 @@ class RealtimeGateway:
         sio.on("*", self._on_unknown)
         self._register_session_events()
         auth.on_family_revoked(self.close_family)
+        auth.on_user_closed(self.close_user)
 
     # -- helpers used by other handlers ----------------------------------------------------
 
@@ -190,9 +205,11 @@ class RealtimeGateway:
         event_class: EventClass | None,
         *,
         quiet_when_limited: bool = False,
+        timer: Callable[[float], None] | None = None,
     ) -> Callable[[EventBody[M]], EventBody[M]]:
         """Register a client event: authenticated, rate limited, payload validated, and always
-        answered with a typed ack. The body returns the ack's fields."""
+        answered with a typed ack. The body returns the ack's fields. `timer` (a metric's
+        observe) gets the seconds from the event's arrival to its ack."""
 
         def register(body: EventBody[M]) -> EventBody[M]:
             async def handler(sid: str, *args: Any) -> Ack:
@@ -207,7 +224,12 @@ class RealtimeGateway:
                         await self._take(sid, principal, name, event_class, quiet_when_limited)
                     return ok(**await body(sid, principal, parse(model, single_payload(args))))
 
-                return await guarded(name, work)
+                if timer is None:
+                    return await guarded(name, work)
+                started = time.perf_counter()
+                ack = await guarded(name, work)
+                timer(time.perf_counter() - started)
+                return ack
 
             self._sio.on(name, handler)
             self._user_events.add(name)
@@ -299,6 +321,12 @@ class RealtimeGateway:
             if session.principal.token.family == family:
                 await self.close(sid, ErrorCode.TOKEN_REVOKED, "session was revoked")
 
+    async def close_user(self, user_id: int, reason: ErrorCode, message: str) -> None:
+        """Close every open socket of the user (account disabled or deleted)."""
+        for sid, session in list(self._sessions.items()):
+            if session.principal.user_id == user_id:
+                await self.close(sid, reason, message)
+
     # -- token expiry --------------------------------------------------------------------
 
     def _schedule_expiry(self, sid: str, session: SocketSession) -> None:
@@ -325,6 +353,11 @@ class RealtimeGateway:
             if token is None or token == "":
                 raise AppError(ErrorCode.TOKEN_MISSING, "connect with auth={token: <access JWT>}")
             principal = await self._auth.authenticate(token)
+            if principal.must_change_password:
+                raise AppError(
+                    ErrorCode.PASSWORD_CHANGE_REQUIRED,
+                    "change your password first (POST /api/account/password)",
+                )
         except AppError as exc:
             raise socketio.exceptions.ConnectionRefusedError(
                 exc.code.value, exc.to_payload()

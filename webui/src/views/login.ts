@@ -1,7 +1,7 @@
 // The sign-in page.
 
 import { ApiError, NetworkError } from "../api.ts";
-import { MESSAGES, Session } from "../session.ts";
+import { ACCOUNT_MESSAGES, MESSAGES, Session } from "../session.ts";
 import { h } from "../ui/dom.ts";
 import { icon } from "../ui/icons.ts";
 
@@ -68,11 +68,17 @@ export function renderLogin(root: HTMLElement, options: LoginOptions): () => voi
     submitLabel,
   );
 
+  // "Your account has been disabled by an administrator." is a warning; "You have signed out." is not.
+  const aboutAccount = options.notice !== undefined && ACCOUNT_MESSAGES.has(options.notice);
   const notice = options.notice
     ? h(
         "div",
-        { class: "alert alert-info", role: "status", "data-testid": "login-notice" },
-        h("span", { class: "alert-icon" }, icon("info")),
+        {
+          class: `alert ${aboutAccount ? "alert-warning" : "alert-info"}`,
+          role: "status",
+          "data-testid": "login-notice",
+        },
+        h("span", { class: "alert-icon" }, icon(aboutAccount ? "alert" : "info")),
         h("span", { class: "alert-text" }, options.notice),
       )
     : null;
@@ -187,6 +193,8 @@ export function renderLogin(root: HTMLElement, options: LoginOptions): () => voi
         showError("Wrong username or password.");
         password.select();
         password.focus();
+      } else if (err instanceof ApiError && err.code === "account_disabled") {
+        showError("Your account has been disabled. Ask your administrator to turn it back on.");
       } else if (err instanceof ApiError && err.status < 500) {
         showError(capitalise(err.message) + ".");
       } else if (err instanceof NetworkError) {

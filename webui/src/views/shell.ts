@@ -13,6 +13,8 @@ import { avatar } from "../ui/avatar.ts";
 import { h, setAttr, setText } from "../ui/dom.ts";
 import { icon } from "../ui/icons.ts";
 import { toaster } from "../ui/toast.ts";
+import { accountIcon, accountView } from "./account.ts";
+import { adminView } from "./admin.ts";
 import { callOverlay } from "./call.ts";
 import {
   conversationView,
@@ -22,7 +24,7 @@ import {
 } from "./conversation.ts";
 import { newGroupDialog } from "./new-group.ts";
 import { peoplePanel, statusText } from "./people-panel.ts";
-import { recordingsView, type RecordingsView } from "./recordings.ts";
+import { recordingsView } from "./recordings.ts";
 import { roomsPanel } from "./rooms-panel.ts";
 
 export interface ShellOptions {
@@ -30,6 +32,21 @@ export interface ShellOptions {
 }
 
 const NARROW = window.matchMedia("(max-width: 719px)");
+
+/** Views of the main area opened from the top bar (instead of a conversation). */
+type PageName = "recordings" | "account" | "admin";
+
+const PAGE_LABEL: Record<PageName, string> = {
+  recordings: "Recordings",
+  account: "Account",
+  admin: "Administration",
+};
+
+interface PageView {
+  element: HTMLElement;
+  focusTitle(): void;
+  dispose(): void;
+}
 
 const STATE_LABEL: Record<ConnectionState, string> = {
   connecting: "Connecting…",
@@ -65,19 +82,26 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
     h("span", { class: "connection-dot", "aria-hidden": "true" }),
     statusLabel,
   );
-  const recordingsButton = h(
-    "button",
-    {
-      type: "button",
-      class: "btn btn-ghost nav-button",
-      "data-testid": "nav-recordings",
-      "aria-pressed": "false",
-      title: "Recordings",
-      onclick: () => toggleRecordings(),
-    },
-    icon("recordings"),
-    h("span", { class: "nav-label" }, "Recordings"),
-  );
+  function navButton(name: PageName, label: string, glyph: Element): HTMLButtonElement {
+    return h(
+      "button",
+      {
+        type: "button",
+        class: `btn btn-ghost nav-button nav-${name}`,
+        "data-testid": `nav-${name}`,
+        "aria-pressed": "false",
+        title: label,
+        onclick: () => togglePage(name),
+      },
+      glyph,
+      h("span", { class: "nav-label" }, label),
+    );
+  }
+  const navButtons: Partial<Record<PageName, HTMLButtonElement>> = {
+    recordings: navButton("recordings", "Recordings", icon("recordings")),
+  };
+  if (session.me.is_admin) navButtons.admin = navButton("admin", "Admin", icon("shield"));
+  navButtons.account = navButton("account", "Account", accountIcon("account"));
   const signOutLabel = h("span", { class: "sign-out-label" }, "Sign out");
   const signOut = h(
     "button",
@@ -103,7 +127,7 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
     h(
       "div",
       { class: "topbar-end" },
-      recordingsButton,
+      h("nav", { class: "topnav", "aria-label": "Pages" }, ...Object.values(navButtons)),
       connection,
       h(
         "div",
@@ -140,39 +164,57 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
   // Where the conversation was opened from, for focus when going back on narrow screens.
   let origin: { kind: "person"; userId: number } | { kind: "room"; roomId: number } | null = null;
   let current: ConversationView | null = null;
-  let showingRecordings = false;
-  let recordingsPage: RecordingsView | null = null;
+  let page: PageName | null = null;
+  let pageView: { name: PageName; view: PageView } | null = null;
 
   function disposeCurrent(): void {
     current?.dispose();
     current = null;
   }
 
-  function disposeRecordings(): void {
-    recordingsPage?.dispose();
-    recordingsPage = null;
+  function disposePage(): void {
+    pageView?.view.dispose();
+    pageView = null;
+  }
+
+  function makePage(name: PageName): PageView {
+    const common = {
+      onBack: () => back(),
+      toast: (text: string) => toasts.show(text),
+      dialogHost: app,
+    };
+    switch (name) {
+      case "recordings":
+        return recordingsView({
+          recordings,
+          recordingEnabled: () => calls.recordingEnabled,
+          ...common,
+        });
+      case "account":
+        return accountView({ session, ...common });
+      case "admin":
+        return adminView(session, common);
+    }
   }
 
   function renderMain(): void {
-    setAttr(recordingsButton, "aria-pressed", showingRecordings ? "true" : "false");
-    if (showingRecordings) {
+    for (const [name, button] of Object.entries(navButtons)) {
+      setAttr(button, "aria-pressed", page === name ? "true" : "false");
+    }
+    main.setAttribute("aria-label", page === null ? "Conversation" : PAGE_LABEL[page]);
+    if (page !== null) {
       disposeCurrent();
-      if (!recordingsPage) {
-        recordingsPage = recordingsView({
-          recordings,
-          recordingEnabled: () => calls.recordingEnabled,
-          onBack: () => back(),
-          toast: (text) => toasts.show(text),
-          dialogHost: app,
-        });
-        main.replaceChildren(recordingsPage.element);
+      if (pageView?.name !== page) {
+        disposePage();
+        pageView = { name: page, view: makePage(page) };
+        main.replaceChildren(pageView.view.element);
       }
       layout.dataset.view = "conversation";
       roomsList.setSelected(null);
       panel.setSelected(null);
       return;
     }
-    disposeRecordings();
+    disposePage();
     if (selectedRoom !== null) {
       if (current?.roomId !== selectedRoom) {
         disposeCurrent();
@@ -228,7 +270,7 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
   }
 
   function selectRoom(roomId: number): void {
-    showingRecordings = false;
+    page = null;
     opening = null;
     selectedRoom = roomId;
     renderMain();
@@ -243,7 +285,7 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
       return;
     }
     selectedRoom = null;
-    showingRecordings = false;
+    page = null;
     opening = { userId, error: null };
     renderMain();
     if (NARROW.matches) main.querySelector<HTMLElement>(".conversation-name")?.focus();
@@ -268,13 +310,13 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
   }
 
   function back(): void {
-    const fromRecordings = showingRecordings;
-    showingRecordings = false;
+    const fromPage = page;
+    page = null;
     selectedRoom = null;
     opening = null;
     renderMain();
-    if (fromRecordings) {
-      recordingsButton.focus();
+    if (fromPage !== null) {
+      navButtons[fromPage]?.focus();
       return;
     }
     if (!NARROW.matches || origin === null) return;
@@ -282,16 +324,16 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
     else roomsList.focus(origin.roomId);
   }
 
-  function toggleRecordings(): void {
-    if (showingRecordings) {
+  function togglePage(name: PageName): void {
+    if (page === name) {
       back();
       return;
     }
-    showingRecordings = true;
+    page = name;
     selectedRoom = null;
     opening = null;
     renderMain();
-    recordingsPage?.focusTitle();
+    pageView?.view.focusTitle();
   }
 
   async function startGroup(): Promise<void> {
@@ -414,7 +456,7 @@ export function renderShell(root: HTMLElement, session: Session, options: ShellO
     offCalls();
     callView.dispose();
     calls.dispose();
-    disposeRecordings();
+    disposePage();
     recordings.dispose();
     uploads.dispose();
     disposeCurrent();

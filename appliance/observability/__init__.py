@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics (`metrics`, `access`) and structured log lines (`logs`)."""
