@@ -411,6 +411,11 @@ start() {
     systemctl start appliance.target
     changed "started appliance.target"
   fi
+  # An upgrade that added the backup timer to an already running target starts it here.
+  if ! systemctl is-active --quiet appliance-backup.timer; then
+    systemctl start appliance-backup.timer
+    changed "started appliance-backup.timer"
+  fi
 }
 
 announce() { # the set-up URLs and the one-time token, on the console and in the journal

@@ -121,6 +121,7 @@ async def test_check_and_accept_sign_the_new_user_in(server: RunningServer) -> N
         "organisation": server.app.container.setup.site().name,
         "is_admin": True,
         "expires_at": made["expires_at"],
+        "password_min_length": 8,
     }
     joined = await accept(server, made["token"], "newbie")
     assert joined.status_code == 201, joined.text

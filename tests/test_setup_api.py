@@ -107,7 +107,12 @@ WIZARD_CALLS = [
 async def test_site_says_setup_is_pending(wizard: RunningServer) -> None:
     site = await wizard.http.get("/api/site")
     assert site.status_code == 200
-    assert site.json() == {"name": "", "setup_pending": True, "recording_enabled": False}
+    assert site.json() == {
+        "name": "",
+        "setup_pending": True,
+        "recording_enabled": False,
+        "password_min_length": 8,
+    }
     ok = await wizard.http.post("/api/setup/token", headers=auth())
     assert ok.status_code == 200
     assert ok.json()["setup_pending"] is True
@@ -494,7 +499,12 @@ async def test_finish_creates_the_admin_writes_the_config_and_ends_setup(
 
     site = (await wizard.http.get("/api/site")).json()
     # Recording is switched on by the restart that finishing asks the supervisor for.
-    assert site == {"name": "Riverside Clinic", "setup_pending": False, "recording_enabled": False}
+    assert site == {
+        "name": "Riverside Clinic",
+        "setup_pending": False,
+        "recording_enabled": False,
+        "password_min_length": 8,
+    }
     await expect_wizard_gone(wizard)
 
 
@@ -531,6 +541,7 @@ async def test_setup_stays_done_after_a_restart(tmp_path: Path) -> None:
             "name": "Riverside Clinic",
             "setup_pending": False,
             "recording_enabled": True,
+            "password_min_length": 8,
         }
         await expect_wizard_gone(again)
         assert (await again.login("boss"))["access_token"]

@@ -36,6 +36,12 @@ def run(args: argparse.Namespace) -> int:
 
     data_dir = Path(args.data_dir).resolve()
     settings = load(data_dir, Path(args.config).resolve() if args.config else None)
+    from appliance.observability.logs import configure_logging
+
+    logging_config = settings.config.logging
+    configure_logging(
+        logging_config.format, args.log_level or logging_config.level, service="doctor"
+    )
     # aioice reports each TURN transaction at INFO; the report says what matters.
     logging.getLogger("aioice").setLevel(logging.WARNING)
     config = settings.config

@@ -127,6 +127,7 @@ class SiteInfo(BaseModel):
     name: str
     setup_pending: bool
     recording_enabled: bool
+    password_min_length: int
 
 
 class FirewallRule(BaseModel):
@@ -355,6 +356,7 @@ class SetupService:
             name=self._site_name,
             setup_pending=self.pending,
             recording_enabled=self._settings.config.recording.enabled,
+            password_min_length=self._settings.config.auth.password_min_length,
         )
 
     # -- the token ----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from appliance.storage.database import Database
+from appliance.storage.users import shown_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,8 @@ class CallRepository:
 
     async def of_user(self, user_id: int, limit: int) -> list[CallRecord]:
         async with self._db.conn.execute(
-            "SELECT c.id, c.caller_id, a.username, c.callee_id, b.username, c.audio, c.video,"
+            f"SELECT c.id, c.caller_id, {shown_name('a')}, c.callee_id, {shown_name('b')},"  # noqa: S608
+            " c.audio, c.video,"
             " c.started_at, c.answered_at, c.ended_at, c.end_reason FROM calls c"
             " JOIN users a ON a.id = c.caller_id JOIN users b ON b.id = c.callee_id"
             " WHERE c.caller_id = ? OR c.callee_id = ? ORDER BY c.started_at DESC LIMIT ?",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from appliance.storage.database import Database
+from appliance.storage.users import shown_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +53,10 @@ class Finished:
 
 
 _SELECT = (
-    "SELECT r.id, r.call_id, r.started_by, s.username, r.status, r.object_key, r.content_type,"
+    f"SELECT r.id, r.call_id, r.started_by, {shown_name('s')},"  # noqa: S608 - constant aliases
+    " r.status, r.object_key, r.content_type,"
     " r.size, r.duration, r.started_at, r.ended_at, r.created_at, r.failure_reason,"
-    " c.caller_id, a.username, c.callee_id, b.username FROM recordings r"
+    f" c.caller_id, {shown_name('a')}, c.callee_id, {shown_name('b')} FROM recordings r"
     " JOIN calls c ON c.id = r.call_id JOIN users s ON s.id = r.started_by"
     " JOIN users a ON a.id = c.caller_id JOIN users b ON b.id = c.callee_id"
 )

@@ -16,6 +16,16 @@ from appliance.storage.database import Database
 
 #: What chat payloads and lists show instead of a deleted account's name.
 DELETED_DISPLAY_NAME = "Deleted account"
+
+
+def shown_name(alias: str) -> str:
+    """SQL for the name to show of the users row `alias`: "Deleted account" once deleted."""
+    return (
+        f"CASE WHEN {alias}.deleted_at IS NULL THEN {alias}.username"
+        f" ELSE '{DELETED_DISPLAY_NAME}' END"
+    )
+
+
 #: A deleted row's username is this plus its id; '~' can never start a real username.
 DELETED_NAME_PREFIX = "~deleted-"
 

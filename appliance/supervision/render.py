@@ -181,6 +181,8 @@ def _service_unit(spec: ServiceSpec) -> str:
             "Group=appliance",
             *(f"Environment={name}={value}" for name, value in environment),
             f"ExecStart={_quote([*base, *spec.command])}",
+            # journalctl -t appliance-web (docs/observability.md)
+            f"SyslogIdentifier=appliance-{spec.name}",
             "Restart=on-failure",
             "RestartSec=2",
             # Ended by its SIGTERM (rclone exits 143): a clean stop, not a failure.
@@ -284,6 +286,7 @@ def _job_units(job: JobSpec) -> dict[str, str]:
             "User=appliance",
             "Group=appliance",
             f"ExecStart={_quote([*base, *job.command])}",
+            f"SyslogIdentifier=appliance-{job.name}",
             f"TimeoutStartSec={job.timeout_seconds}",
             "Nice=10",
             "IOSchedulingClass=idle",

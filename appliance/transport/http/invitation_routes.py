@@ -21,6 +21,7 @@ class CheckOut(BaseModel):
     organisation: str
     is_admin: bool
     expires_at: float
+    password_min_length: int
 
 
 class AcceptIn(BaseModel):
@@ -42,6 +43,7 @@ async def check(data: CheckIn) -> CheckOut:
         organisation=services.setup.site().name,
         is_admin=record.is_admin,
         expires_at=record.expires_at,
+        password_min_length=services.settings.config.auth.password_min_length,
     )
 
 
