@@ -53,6 +53,12 @@ class WebConfig(Section):
         description="The Socket.IO fast paths that reach into library internals "
         "(appliance/transport/realtime/engine.py); false: python-socketio's stock paths.",
     )
+    websocket_deflate: bool = Field(
+        default=False,
+        description="Accept permessage-deflate on websockets (uvicorn). Off, as in Node's "
+        "socket.io: chat frames are small, and compressing each one cost CPU and memory per "
+        "socket (docs/benchmarks.md).",
+    )
 
     @field_validator("public_origins")
     @classmethod

@@ -177,6 +177,7 @@ async def running_server(
             lifespan="on",
             log_level="warning",
             ws="websockets-sansio",
+            ws_per_message_deflate=settings.config.web.websocket_deflate,
             timeout_graceful_shutdown=2,
         )
     )

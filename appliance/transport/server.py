@@ -122,6 +122,7 @@ def _uvicorn_config(app: ASGIApp, settings: Settings, **changes: Any) -> Any:
         "loop": "uvloop",
         "ws": "websockets-sansio",
         "ws_max_size": web.max_http_buffer_size,
+        "ws_per_message_deflate": web.websocket_deflate,
         "lifespan": "on",
         "log_level": "warning",
         "log_config": None,  # uvicorn's lines go through the root handler (observability/logs)
