@@ -103,8 +103,9 @@ class SocketNotifier:
         return [sid for sid, _ in self._sio.manager.get_participants("/", user_room(user_id))]
 
     async def _send(
-        self, event: str, payload: dict[str, Any], room: str, skip: list[str] | None = None
+        self, event: str, payload: dict[str, Any], room: str | None, skip: list[str] | None = None
     ) -> None:
+        """To `room`'s sockets but `skip`; room None: every socket of the namespace."""
         if not self._direct:
             if self._delivered is not None:
                 participants = self._sio.manager.get_participants("/", room)
@@ -126,7 +127,9 @@ class SocketNotifier:
     ) -> None:
         skip = self.sids_of(except_user) if except_user is not None else []
         skip.extend(self.service_sids)
-        await self._sio.emit(event, payload, skip_sid=skip or None)
+        # Presence goes to every socket: through send_to_each too, not a task per socket (the
+        # connect storm's largest cost, docs/benchmarks.md "Chat fan-out").
+        await self._send(event, payload, None, skip)
 
     async def to_user(
         self, user_id: int, event: str, payload: dict[str, Any], *, except_sid: str | None = None
