@@ -42,6 +42,16 @@ export class NetworkError extends Error {
   }
 }
 
+/** What to tell the user when a request failed in a way the form has no special words for:
+ * the network, or the appliance itself (logged for the developer console). */
+export function unexpectedFailureText(error: unknown): string {
+  if (error instanceof NetworkError) {
+    return "Can't reach the appliance. Check your connection and try again.";
+  }
+  if (!(error instanceof ApiError)) console.error(error);
+  return "Something went wrong on the appliance. Try again in a moment.";
+}
+
 /** Token-level refusals after which the user must sign in again. */
 export const SESSION_ENDING_CODES = new Set([
   "token_missing",

@@ -14,7 +14,7 @@ import {
   sentence,
   type DeviceKind,
 } from "../account.ts";
-import { ApiError, NetworkError } from "../api.ts";
+import { ApiError, NetworkError, unexpectedFailureText } from "../api.ts";
 import type { AccountSession } from "../protocol.ts";
 import type { Session } from "../session.ts";
 import { site, type SiteInfo } from "../setup.ts";
@@ -377,12 +377,7 @@ function passwordForm(
           }
       }
     }
-    if (error instanceof NetworkError) {
-      alert.show("Can't reach the appliance. Check your connection and try again.");
-      return;
-    }
-    if (!(error instanceof ApiError)) console.error(error);
-    alert.show("Something went wrong on the appliance. Try again in a moment.");
+    alert.show(unexpectedFailureText(error));
   }
 
   element.addEventListener("submit", (event) => void onSubmit(event));

@@ -13,7 +13,7 @@ import {
   usernameProblem,
   type BadLink,
 } from "../account.ts";
-import { ApiError, NetworkError } from "../api.ts";
+import { ApiError, NetworkError, unexpectedFailureText } from "../api.ts";
 import type { InvitationCheck } from "../protocol.ts";
 import { Session } from "../session.ts";
 import { h } from "../ui/dom.ts";
@@ -360,12 +360,7 @@ export function renderInvite(root: HTMLElement, token: string, options: InviteOp
             }
         }
       }
-      if (error instanceof NetworkError) {
-        alert.show("Can't reach the appliance. Check your connection and try again.");
-        return;
-      }
-      if (!(error instanceof ApiError)) console.error(error);
-      alert.show("Something went wrong on the appliance. Try again in a moment.");
+      alert.show(unexpectedFailureText(error));
     }
 
     form.addEventListener("submit", (event) => void onSubmit(event));
