@@ -14,6 +14,7 @@ import aiohttp
 import engineio
 import socketio
 from engineio.async_socket import AsyncSocket
+from websockets.frames import Frame, Opcode
 
 from appliance.transport.realtime.engine import (
     CorkedTransport,
@@ -21,6 +22,7 @@ from appliance.transport.realtime.engine import (
     DirectSocket,
     DirectSocketServer,
     StockSocketServer,
+    websocket_frame,
 )
 from tests.support import RunningServer, running_server
 
@@ -74,6 +76,61 @@ async def test_websocket_connections_get_the_direct_socket(server: RunningServer
     # uvicorn's websocket protocol writes through the cork
     assert isinstance(sock._ws.asgi_send.__self__.transport, CorkedTransport)
     assert (await alice.call("presence:list"))["ok"] is True
+
+
+def test_frames_built_here_are_the_frames_websockets_builds() -> None:
+    for size in (0, 1, 125, 126, 127, 65535, 65536, 70000):
+        text = "é" * (size // 2) + "x" * (size % 2)  # multi-byte UTF-8 across the length limits
+        expected = Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+        assert websocket_frame(text) == expected
+        data = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+        expected = Frame(Opcode.BINARY, data).serialize(mask=False)
+        assert websocket_frame(data) == expected
+
+
+async def test_packets_are_framed_here_and_written_straight_through(server: RunningServer) -> None:
+    """With deflate declined, a packet skips engine.io's ASGI wrapper and uvicorn's `send`."""
+    await server.add_user("alice")
+    await server.add_user("bob")
+    alice = await server.user_socket("alice")
+    sock = server_socket(server, alice.sio.eio.sid)
+    assert sock._proto is sock._ws.asgi_send.__self__
+    sent: list[Any] = []
+    real_send = sock._ws.send
+
+    async def spy(message: Any) -> None:
+        sent.append(message)
+        await real_send(message)
+
+    sock._ws.send = spy
+    await server.user_socket("bob")
+    assert (await alice.next("user_online"))["username"] == "bob"  # a broadcast
+    listed = await alice.call("presence:list")  # an ack
+    assert [u["username"] for u in listed["users"]] == ["alice", "bob"]
+    assert sent == []  # both went straight to the transport
+    # the awaited path still works where the straight one may not (a write in progress)
+    sock._writing = True
+    assert sock.write_now(b"") is False
+    sock._writing = False
+
+
+async def test_with_deflate_packets_take_uvicorn_s_path(tmp_path: Path) -> None:
+    async with running_server(tmp_path, {"web": {"websocket_deflate": True}}) as server:
+        await server.add_user("alice")
+        token = await server.token("alice")
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(ws_url(server), compress=15)
+            assert ws.compress > 0
+            assert (await ws.receive_str()).startswith("0")
+            await ws.send_str("40" + json.dumps({"token": token}))
+            while not (await ws.receive_str(timeout=5)).startswith("40"):
+                pass
+            eio_sid = next(iter(server.app.sio.eio.sockets))
+            sock = server_socket(server, eio_sid)
+            assert type(sock) is DirectSocket and sock._proto is None
+            while not (await ws.receive_str(timeout=5)).startswith('42["presence:list"'):
+                pass
+            await ws.close()
 
 
 async def test_upgrade_from_polling_keeps_both_directions(server: RunningServer) -> None:
@@ -178,6 +235,34 @@ async def test_the_cork_lets_a_large_write_through_at_once() -> None:
     assert real.writes == [b"x" * 100 + b"y" * CorkedTransport.FLUSH_AT]
     await asyncio.sleep(0)  # the flush scheduled for the first write finds nothing left
     assert len(real.writes) == 1
+
+
+async def test_bulk_writes_leave_with_the_next_ordinary_write() -> None:
+    real = RecordingTransport()
+    cork = CorkedTransport(real, asyncio.get_running_loop())
+    cork.write_bulk(b"online1 ")
+    cork.write_bulk(b"online2 ")
+    await asyncio.sleep(0)
+    assert real.writes == []  # bulk frames wait ...
+    cork.write(b"ack")
+    await asyncio.sleep(0)
+    assert real.writes == [b"online1 online2 ack"]  # ... until something must go, in order
+
+
+async def test_bulk_writes_of_every_connection_leave_after_the_bulk_delay() -> None:
+    loop = asyncio.get_running_loop()
+    reals = [RecordingTransport() for _ in range(3)]
+    corks = [CorkedTransport(real, loop) for real in reals]
+    started = loop.time()
+    for n in range(4):
+        for cork in corks:
+            cork.write_bulk(b"%d" % n)
+    await until(lambda: all(real.writes for real in reals), timeout=2)
+    assert loop.time() - started >= CorkedTransport.BULK_DELAY * 0.9
+    assert [real.writes for real in reals] == [[b"0123"]] * 3  # one system call each
+    corks[0].write_bulk(b"again")  # a later bulk frame starts a new wait
+    await until(lambda: len(reals[0].writes) == 2, timeout=2)
+    assert reals[0].writes[1] == b"again"
 
 
 async def test_the_cork_sends_what_is_pending_before_closing() -> None:

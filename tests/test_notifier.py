@@ -8,6 +8,7 @@ from typing import Any
 
 import socketio
 
+from appliance.transport.asgi import YOUNG_COLLECTION_THRESHOLD
 from appliance.transport.realtime.gateway import SocketNotifier, user_room
 from tests.support import RunningServer, running_server
 
@@ -66,12 +67,17 @@ async def test_a_recipient_gone_mid_broadcast_does_not_stop_the_rest(
 
 async def test_the_heap_is_frozen_after_start_up_when_asked(tmp_path: Path) -> None:
     gc.unfreeze()
+    thresholds = gc.get_threshold()
     try:
         async with running_server(tmp_path / "d", freeze_heap=True) as server:
             assert gc.get_freeze_count() > 0
+            # young collections are rarer, the older generations' thresholds are untouched
+            assert gc.get_threshold() == (YOUNG_COLLECTION_THRESHOLD, *thresholds[1:])
             await server.add_user("alice")
             assert (await (await server.user_socket("alice")).call("presence:list"))["ok"]
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
     async with running_server(tmp_path / "e"):
         assert gc.get_freeze_count() == 0  # tests and embedders get a normal heap
+        assert gc.get_threshold() == thresholds

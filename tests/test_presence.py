@@ -150,3 +150,31 @@ async def test_shutdown_records_last_seen(tmp_path: Path) -> None:
     ):
         row = await cur.fetchone()
     assert row is not None and row[0] is not None
+
+
+async def test_the_list_stays_sorted_and_exact_as_users_come_and_go(tmp_path: Path) -> None:
+    """The online list is kept sorted incrementally (not rebuilt per connect): after a mix of
+    connects, tabs, leaves and returns it still equals the sorted set of who is online."""
+    async with running_server(tmp_path / "d", {"web": {"presence_grace": 0}}) as server:
+        names = ["mia", "Bea", "zoe", "adam", "Carl", "bob"]
+        for name in names:
+            await server.add_user(name)
+        watcher_name = "watcher"
+        await server.add_user(watcher_name)
+        watcher = await server.user_socket(watcher_name)
+        sockets = {name: await server.user_socket(name) for name in names}
+        second_tab = await server.user_socket("zoe")
+        for name in ("Bea", "adam"):
+            await sockets[name].close()
+            assert (await watcher.next("user_offline"))["username"] == name
+        sockets["adam"] = await server.user_socket("adam")
+        assert (await watcher.next("user_online"))["username"] == "adam"
+        await sockets["zoe"].close()  # zoe keeps a second tab: still online
+        online = sorted(["mia", "zoe", "adam", "Carl", "bob", watcher_name], key=str.casefold)
+        listed = await watcher.call("presence:list")
+        assert [u["username"] for u in listed["users"]] == online
+        await server.user_socket("mia")  # another tab of someone online: no change
+        await second_tab.close()
+        assert (await watcher.next("user_offline"))["username"] == "zoe"
+        listed = await watcher.call("presence:list")
+        assert [u["username"] for u in listed["users"]] == [n for n in online if n != "zoe"]

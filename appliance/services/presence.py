@@ -8,6 +8,7 @@ when the last one has been gone for `grace` seconds. The socket bookkeeping sits
 from __future__ import annotations
 
 import asyncio
+import bisect
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -65,6 +66,10 @@ class OnlineUser:
     username: str
 
 
+def _listing_order(user: OnlineUser) -> tuple[str, int]:
+    return user.username.casefold(), user.user_id
+
+
 class PresenceService:
     def __init__(
         self,
@@ -82,6 +87,10 @@ class PresenceService:
         self._grace = grace
         self._names: dict[int, str] = {}
         self._pending_offline: dict[int, asyncio.Task[None]] = {}
+        #: Who others see as online, kept sorted as users come and go: every new socket gets
+        #: this list, so it is not rebuilt and sorted once per connect (O(N log N) each).
+        self._listed: list[OnlineUser] = []
+        self._listing: list[dict[str, object]] | None = None  # `listing()`, until a change
 
     async def start(self) -> None:
         return None
@@ -106,6 +115,7 @@ class PresenceService:
             pending.cancel()  # back within the grace period: others never saw them leave
             return
         if count == 1:
+            self._list(OnlineUser(user_id, username))
             await self._notifier.to_everyone(
                 USER_ONLINE, {"user_id": user_id, "username": username}, except_user=user_id
             )
@@ -133,19 +143,36 @@ class PresenceService:
         now = self._clock()
         await self._users.set_last_seen(user_id, now)
         username = self._names.pop(user_id, "")
+        self._unlist(OnlineUser(user_id, username))
         await self._notifier.to_everyone(
             USER_OFFLINE,
             {"user_id": user_id, "username": username, "last_seen": now},
             except_user=user_id,
         )
 
+    def _list(self, user: OnlineUser) -> None:
+        at = bisect.bisect_left(self._listed, _listing_order(user), key=_listing_order)
+        if at == len(self._listed) or self._listed[at] != user:
+            self._listed.insert(at, user)
+            self._listing = None
+
+    def _unlist(self, user: OnlineUser) -> None:
+        at = bisect.bisect_left(self._listed, _listing_order(user), key=_listing_order)
+        if at < len(self._listed) and self._listed[at] == user:
+            del self._listed[at]
+            self._listing = None
+
     async def online(self) -> list[OnlineUser]:
-        """Everyone others see as online now (including users inside their grace period)."""
-        ids = await self._store.users() | set(self._pending_offline)
-        return sorted(
-            (OnlineUser(uid, self._names.get(uid, "")) for uid in ids),
-            key=lambda u: u.username.casefold(),
-        )
+        """Everyone others see as online now (including users inside their grace period),
+        sorted by username."""
+        return list(self._listed)
+
+    async def listing(self) -> list[dict[str, object]]:
+        """`online()` as the `users` of a `presence:list` payload. Shared until the next
+        change (many sockets connecting at once get the same one): never modify it."""
+        if self._listing is None:
+            self._listing = [{"user_id": u.user_id, "username": u.username} for u in self._listed]
+        return self._listing
 
     async def socket_count(self, user_id: int) -> int:
         return await self._store.count(user_id)

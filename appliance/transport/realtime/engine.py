@@ -19,7 +19,13 @@ the websocket is driven:
   in progress (the transport is applying back-pressure), it joins a backlog that the writer in
   progress drains, so packets keep their order;
 - under uvicorn, the frames written to one connection in one step of the event loop leave in
-  one system call (`CorkedTransport`).
+  one system call (`CorkedTransport`);
+- under uvicorn's `websockets-sansio` protocol with no extension negotiated (permessage-deflate
+  declined, the default), a packet is framed here and written straight to the connection's
+  transport (`DirectSocket.write_now`) whenever nothing stands in the way (no write waiting on
+  back-pressure, the connection open, no close sent): no coroutine through engine.io's ASGI
+  wrapper and uvicorn's `send` per packet, and a broadcast frames its bytes once for all its
+  recipients (`send_to_each`). Anything else takes the awaited path above.
 
 Long-polling sockets are untouched. The swap happens when engine.io reports a new connection
 (`DirectEngineServer._trigger_event`), before any transport runs. It relies on python-engineio
@@ -31,6 +37,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
+import time
 from collections import deque
 from typing import Any
 
@@ -38,11 +46,49 @@ import engineio
 import socketio
 from engineio import exceptions, packet
 from engineio.async_socket import AsyncSocket
+from websockets.protocol import State
 
 from appliance.transport.realtime import frames
 from appliance.transport.realtime.frames import DECODE_ERRORS, GuardedSocketServer, client_of
 
 log = logging.getLogger(__name__)
+
+
+def websocket_frame(data: str | bytes) -> bytes:
+    """One whole, unmasked server-to-client websocket frame (RFC 6455 section 5.2): a text
+    frame for str, a binary one for bytes, as websockets' `send_text`/`send_binary` write them
+    with no extension."""
+    if isinstance(data, str):
+        payload, first = data.encode(), 0x81  # FIN + text
+    else:
+        payload, first = data, 0x82  # FIN + binary
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", first, size)
+    elif size < 65536:
+        header = struct.pack("!BBH", first, 126, size)
+    else:
+        header = struct.pack("!BBQ", first, 127, size)
+    return header + payload
+
+
+def raw_protocol(ws: Any) -> Any:
+    """uvicorn's `websockets-sansio` protocol behind engine.io's websocket `ws`, when a frame
+    built by `websocket_frame` may be written to its transport as is: the handshake done and no
+    extension (permessage-deflate) negotiated. None otherwise (another server or protocol)."""
+    protocol: Any = getattr(getattr(ws, "asgi_send", None), "__self__", None)
+    conn = getattr(protocol, "conn", None)
+    if (
+        conn is None
+        or getattr(conn, "extensions", None) != []
+        or not getattr(protocol, "handshake_complete", False)
+        or getattr(protocol, "initial_response", True) is not None
+        or not isinstance(getattr(protocol, "writable", None), asyncio.Event)
+        or not hasattr(protocol, "close_sent")
+        or not hasattr(protocol, "disconnected")
+    ):
+        return None
+    return protocol
 
 
 class CorkedTransport:
@@ -54,23 +100,41 @@ class CorkedTransport:
     message and the broadcast of its partner's); this sends them together. Order is kept;
     `close()` sends what is pending first; whatever else is asked of it goes to the real
     transport. `DirectSocket` installs it under uvicorn's websocket protocol (found through the
-    ASGI `send` callable); with any other server it is simply not used."""
+    ASGI `send` callable); with any other server it is simply not used.
 
-    __slots__ = ("_loop", "_pending", "_size", "_transport")
+    `write_bulk` is for frames that may wait a little (presence): they join what is pending
+    and leave with the next ordinary write, or at the latest `BULK_DELAY` seconds later, all
+    connections' bulk frames flushed by one timer. When many users connect at once, each socket
+    then gets one system call per `BULK_DELAY` for all their `user_online` events instead of
+    one per event."""
+
+    __slots__ = ("_loop", "_pending", "_size", "_soon", "_transport")
 
     FLUSH_AT = 65536
+    BULK_DELAY = 0.1
 
     def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._pending: list[bytes] | None = None
         self._size = 0
+        self._soon = False  # a flush at the start of the next step is scheduled
 
     def write(self, data: bytes) -> None:
+        self._add(data)
+        if not self._soon:
+            self._soon = True
+            self._loop.call_soon(self._flush)
+
+    def write_bulk(self, data: bytes) -> None:
+        if self._pending is None and not self._soon:
+            _bulk_flusher(self._loop).add(self)
+        self._add(data)
+
+    def _add(self, data: bytes) -> None:
         if self._pending is None:
             self._pending = [data]
             self._size = len(data)
-            self._loop.call_soon(self._flush)
         else:
             self._pending.append(data)
             self._size += len(data)
@@ -78,6 +142,7 @@ class CorkedTransport:
             self._flush()
 
     def _flush(self) -> None:
+        self._soon = False
         pending, self._pending = self._pending, None
         if pending and not self._transport.is_closing():
             self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
@@ -102,6 +167,37 @@ class CorkedTransport:
         return True
 
 
+class _BulkFlusher:
+    """The one timer that flushes every `CorkedTransport` holding bulk frames."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waiting: list[CorkedTransport] = []
+
+    def add(self, cork: CorkedTransport) -> None:
+        if not self._waiting:
+            self._loop.call_later(CorkedTransport.BULK_DELAY, self._flush_all)
+        self._waiting.append(cork)
+
+    def _flush_all(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for cork in waiting:
+            cork._flush()  # nothing left if an ordinary write flushed it meanwhile
+
+
+_flushers: dict[asyncio.AbstractEventLoop, _BulkFlusher] = {}
+
+
+def _bulk_flusher(loop: asyncio.AbstractEventLoop) -> _BulkFlusher:
+    flusher = _flushers.get(loop)
+    if flusher is None:
+        if len(_flushers) > 8:  # loops of tests come and go
+            for old in [old for old in _flushers if old.is_closed()]:
+                del _flushers[old]
+        flusher = _flushers[loop] = _BulkFlusher(loop)
+    return flusher
+
+
 class DirectSocket(AsyncSocket):  # type: ignore[misc]
     # engine.io's own state, set by BaseSocket.__init__ (declared for the type checker)
     connected: bool
@@ -117,11 +213,39 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
     _waiting: bool = False
     _expired: bool = False
     _client: str = "unknown"
+    _proto: Any = None  # see raw_protocol: set while packets may be written straight through
+
+    def write_now(self, frame: bytes, bulk: bool = False) -> bool:
+        """Write a whole websocket frame to the connection at once if nothing stands in the way:
+        no write in progress (order), the transport not pushing back, the websocket open, no
+        close sent, the client not overdue. False: take the awaited path (`send`). `bulk`:
+        the frame may wait for the next flush of bulk frames (`CorkedTransport.write_bulk`)."""
+        proto = self._proto
+        if (
+            proto is None
+            or self._writing
+            or self.closed
+            or proto.close_sent
+            or proto.disconnected
+            or not proto.writable.is_set()
+            or proto.conn.state is not State.OPEN
+        ):
+            return False
+        last_ping = self.last_ping
+        if last_ping and time.time() - last_ping > self.server.ping_timeout:
+            return False  # send() closes it
+        if bulk:
+            proto.transport.write_bulk(frame)
+        else:
+            proto.transport.write(frame)
+        return True
 
     async def send(self, pkt: Any) -> None:
         ws = self._ws
         if ws is None:
             await super().send(pkt)  # polling, or the websocket is not up yet: the queue
+            return
+        if self._proto is not None and self.write_now(websocket_frame(pkt.encode())):
             return
         if not await self.check_ping_timeout():
             return
@@ -163,7 +287,8 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
                 backlog.append(queued)
         self._backlog = deque(backlog)
         self._ws = ws
-        CorkedTransport.install(ws)
+        if CorkedTransport.install(ws):
+            self._proto = raw_protocol(ws)
         if backlog:
             await self._write(ws, self._backlog.popleft())
         loop = asyncio.get_running_loop()
@@ -208,6 +333,7 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
         finally:
             timer.cancel()
             self._ws = None
+            self._proto = None
         await ws.close()
         await self.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
         if cancelled:
@@ -275,17 +401,24 @@ def socket_server(fast: bool, **options: Any) -> socketio.AsyncServer:
 
 
 async def send_to_each(
-    sio: socketio.AsyncServer, event: str, payload: Any, eio_sids: list[str]
+    sio: socketio.AsyncServer, event: str, payload: Any, eio_sids: list[str], bulk: bool = False
 ) -> None:
     """2. A broadcast encoded once and handed to each recipient's engine.io socket in turn:
     python-socketio's `emit` spawns and awaits a task per recipient, which was a tenth of the
     event loop's time under chat load (docs/benchmarks.md, "Chat throughput"). Only with the
-    in-process manager; the notifier uses `emit` otherwise."""
+    in-process manager; the notifier uses `emit` otherwise. `bulk` (presence): the frame may
+    wait up to `CorkedTransport.BULK_DELAY` to leave with others."""
     encoded = sio.packet_class(socketio.packet.EVENT, namespace="/", data=[event, payload]).encode()
     frame = packet.Packet(packet.MESSAGE, encoded)
-    eio = sio.eio
+    wire = websocket_frame(frame.encode())  # the same bytes for every websocket recipient
+    sockets = sio.eio.sockets
     for eio_sid in eio_sids:
+        sock = sockets.get(eio_sid)
+        if sock is None:
+            continue  # it left while we were sending
+        if type(sock) is DirectSocket and sock._proto is not None and sock.write_now(wire, bulk):
+            continue
         try:
-            await eio.send_packet(eio_sid, frame)
+            await sock.send(frame)
         except exceptions.SocketIsClosedError:
             continue  # it left while we were sending; the others still get theirs

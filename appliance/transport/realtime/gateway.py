@@ -103,9 +103,16 @@ class SocketNotifier:
         return [sid for sid, _ in self._sio.manager.get_participants("/", user_room(user_id))]
 
     async def _send(
-        self, event: str, payload: dict[str, Any], room: str | None, skip: list[str] | None = None
+        self,
+        event: str,
+        payload: dict[str, Any],
+        room: str | None,
+        skip: list[str] | None = None,
+        *,
+        bulk: bool = False,
     ) -> None:
-        """To `room`'s sockets but `skip`; room None: every socket of the namespace."""
+        """To `room`'s sockets but `skip`; room None: every socket of the namespace. `bulk`:
+        it may wait a few milliseconds to leave with others (`engine.send_to_each`)."""
         if not self._direct:
             if self._delivered is not None:
                 participants = self._sio.manager.get_participants("/", room)
@@ -120,16 +127,18 @@ class SocketNotifier:
         if targets:
             if self._delivered is not None:
                 self._delivered(event, len(targets))
-            await send_to_each(self._sio, event, payload, targets)
+            await send_to_each(self._sio, event, payload, targets, bulk)
 
     async def to_everyone(
         self, event: str, payload: dict[str, Any], *, except_user: int | None = None
     ) -> None:
         skip = self.sids_of(except_user) if except_user is not None else []
         skip.extend(self.service_sids)
-        # Presence goes to every socket: through send_to_each too, not a task per socket (the
-        # connect storm's largest cost, docs/benchmarks.md "Chat fan-out").
-        await self._send(event, payload, None, skip)
+        # Presence goes to every socket: through send_to_each too, not a task per socket, and
+        # as bulk frames, so that when many connect at once each socket gets their events in
+        # one system call per few milliseconds, not one per event (the connect storm's largest
+        # costs, docs/benchmarks.md "Chat fan-out").
+        await self._send(event, payload, None, skip, bulk=True)
 
     async def to_user(
         self, user_id: int, event: str, payload: dict[str, Any], *, except_sid: str | None = None
@@ -398,8 +407,7 @@ class RealtimeGateway:
         await self._sio.emit(PRESENCE_LIST, await self._presence_payload(), to=sid)
 
     async def _presence_payload(self) -> dict[str, Any]:
-        online = await self._presence.online()
-        return {"users": [{"user_id": u.user_id, "username": u.username} for u in online]}
+        return {"users": await self._presence.listing()}
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         if sid in self._service_sids:
