@@ -1,4 +1,6 @@
-"""Nothing acknowledged is lost: SIGKILL the server mid-stream, restart, resend the unacked."""
+"""Nothing acknowledged is lost: SIGKILL the server mid-stream, restart, resend the unacked.
+And nothing a recipient saw is lost: a message is delivered only once its batch is committed,
+so whatever reached the other member before the kill is in the database after it."""
 
 from __future__ import annotations
 
@@ -160,7 +162,12 @@ async def test_kill_minus_nine_loses_nothing_acknowledged(tmp_path: Path) -> Non
             room = (await http.post("/api/rooms/direct", json={"user_id": 2}, headers=auth)).json()[
                 "room"
             ]["id"]
+            bob_login = await http.post(
+                "/api/auth/login", json={"username": "bob", "password": PASSWORD}
+            )
 
+        recipient = EventClient(server.url)  # bob, receiving alice's messages until the kill
+        await recipient.connect(bob_login.json()["access_token"])
         client = EventClient(server.url)
         await client.connect(token)
         progress = asyncio.Event()
@@ -173,6 +180,12 @@ async def test_kill_minus_nine_loses_nothing_acknowledged(tmp_path: Path) -> Non
         await send_until_done_or_dropped(client, room, cids, acked, progress)
         await kill_task
         await client.close()
+        await recipient.close()
+        seen = {
+            data["client_msg_id"]: data["id"]
+            for name, data in recipient.drain()
+            if name == "chat:message"
+        }
         acked_before_kill = dict(acked)
         assert KILL_AFTER <= len(acked_before_kill) < TOTAL, len(acked_before_kill)
 
@@ -194,3 +207,6 @@ async def test_kill_minus_nine_loses_nothing_acknowledged(tmp_path: Path) -> Non
         assert rows[cid] == message_id  # acked before the kill: still there, same id
     for cid, message_id in acked.items():
         assert rows[cid] == message_id
+    assert len(seen) >= KILL_AFTER // 2, len(seen)  # bob really was receiving
+    for cid, message_id in seen.items():
+        assert rows[cid] == message_id  # seen by bob before the kill: stored, same id

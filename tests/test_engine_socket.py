@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import engineio
+import pytest
 import socketio
 from engineio.async_socket import AsyncSocket
 from websockets.frames import Frame, Opcode
@@ -21,6 +22,7 @@ from appliance.transport.realtime.engine import (
     DirectEngineServer,
     DirectSocket,
     DirectSocketServer,
+    EveryoneBatch,
     StockSocketServer,
     websocket_frame,
 )
@@ -237,32 +239,48 @@ async def test_the_cork_lets_a_large_write_through_at_once() -> None:
     assert len(real.writes) == 1
 
 
-async def test_bulk_writes_leave_with_the_next_ordinary_write() -> None:
-    real = RecordingTransport()
-    cork = CorkedTransport(real, asyncio.get_running_loop())
-    cork.write_bulk(b"online1 ")
-    cork.write_bulk(b"online2 ")
-    await asyncio.sleep(0)
-    assert real.writes == []  # bulk frames wait ...
-    cork.write(b"ack")
-    await asyncio.sleep(0)
-    assert real.writes == [b"online1 online2 ack"]  # ... until something must go, in order
+async def test_presence_of_many_connects_leaves_in_one_write_per_socket(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`EveryoneBatch`: user_online events of a batch reach a socket as one write, in order."""
+    monkeypatch.setattr(EveryoneBatch, "BATCH_DELAY", 2.0)  # all six connects in one batch
+    names = [f"u{i}" for i in range(6)]
+    for name in ["watcher", *names]:
+        await server.add_user(name)
+    watcher = await server.user_socket("watcher")
+    sock = server_socket(server, watcher.sio.eio.sid)
+    writes: list[bytes] = []
+    real_write_now = sock.write_now
+
+    def spy(data: bytes) -> bool:
+        writes.append(data)
+        return bool(real_write_now(data))
+
+    sock.write_now = spy
+    tokens = [await server.token(name) for name in names]
+    await asyncio.gather(*(server.connect(token) for token in tokens))
+    online = [(await watcher.next("user_online"))["username"] for _ in names]
+    assert sorted(online) == names
+    presence = [w for w in writes if b'"user_online"' in w]
+    assert len(presence) == 1
+    assert sum(w.count(b'"user_online"') for w in presence) == len(names)
 
 
-async def test_bulk_writes_of_every_connection_leave_after_the_bulk_delay() -> None:
-    loop = asyncio.get_running_loop()
-    reals = [RecordingTransport() for _ in range(3)]
-    corks = [CorkedTransport(real, loop) for real in reals]
-    started = loop.time()
-    for n in range(4):
-        for cork in corks:
-            cork.write_bulk(b"%d" % n)
-    await until(lambda: all(real.writes for real in reals), timeout=2)
-    assert loop.time() - started >= CorkedTransport.BULK_DELAY * 0.9
-    assert [real.writes for real in reals] == [[b"0123"]] * 3  # one system call each
-    corks[0].write_bulk(b"again")  # a later bulk frame starts a new wait
-    await until(lambda: len(reals[0].writes) == 2, timeout=2)
-    assert reals[0].writes[1] == b"again"
+async def test_a_tab_opened_during_a_batch_gets_no_presence_of_its_own_user(
+    server: RunningServer,
+) -> None:
+    await server.add_user("ana")
+    await server.add_user("watcher")
+    watcher = await server.user_socket("watcher")
+    token = await server.token("ana")
+    first, second = await asyncio.gather(server.connect(token), server.connect(token))
+    assert (await watcher.next("user_online"))["username"] == "ana"
+    for tab in (first, second):
+        await tab.next("presence:list")
+        await tab.call("presence:list")  # round trip: the batch has long left by now
+    await asyncio.sleep(EveryoneBatch.BATCH_DELAY * 2)
+    for tab in (first, second):
+        assert [(n, d) for n, d in tab.drain() if n.startswith("user_")] == []
 
 
 async def test_the_cork_sends_what_is_pending_before_closing() -> None:

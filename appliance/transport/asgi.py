@@ -117,6 +117,7 @@ class WebApp:
             services=services.recordings,
             service_key=lambda: ensure_service_key(settings.data_dir),
             service_sids=self.notifier.service_sids,
+            socket_joined=self.notifier.socket_joined,
         )
         register_chat_events(self.gateway, services.chat, services.metrics)
         register_call_events(self.gateway, services.calls)

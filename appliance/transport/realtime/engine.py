@@ -40,6 +40,7 @@ import logging
 import struct
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import engineio
@@ -100,18 +101,11 @@ class CorkedTransport:
     message and the broadcast of its partner's); this sends them together. Order is kept;
     `close()` sends what is pending first; whatever else is asked of it goes to the real
     transport. `DirectSocket` installs it under uvicorn's websocket protocol (found through the
-    ASGI `send` callable); with any other server it is simply not used.
-
-    `write_bulk` is for frames that may wait a little (presence): they join what is pending
-    and leave with the next ordinary write, or at the latest `BULK_DELAY` seconds later, all
-    connections' bulk frames flushed by one timer. When many users connect at once, each socket
-    then gets one system call per `BULK_DELAY` for all their `user_online` events instead of
-    one per event."""
+    ASGI `send` callable); with any other server it is simply not used."""
 
     __slots__ = ("_loop", "_pending", "_size", "_soon", "_transport")
 
     FLUSH_AT = 65536
-    BULK_DELAY = 0.1
 
     def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
@@ -121,17 +115,6 @@ class CorkedTransport:
         self._soon = False  # a flush at the start of the next step is scheduled
 
     def write(self, data: bytes) -> None:
-        self._add(data)
-        if not self._soon:
-            self._soon = True
-            self._loop.call_soon(self._flush)
-
-    def write_bulk(self, data: bytes) -> None:
-        if self._pending is None and not self._soon:
-            _bulk_flusher(self._loop).add(self)
-        self._add(data)
-
-    def _add(self, data: bytes) -> None:
         if self._pending is None:
             self._pending = [data]
             self._size = len(data)
@@ -140,6 +123,9 @@ class CorkedTransport:
             self._size += len(data)
         if self._size >= self.FLUSH_AT:
             self._flush()
+        elif not self._soon:
+            self._soon = True
+            self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._soon = False
@@ -167,37 +153,6 @@ class CorkedTransport:
         return True
 
 
-class _BulkFlusher:
-    """The one timer that flushes every `CorkedTransport` holding bulk frames."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._waiting: list[CorkedTransport] = []
-
-    def add(self, cork: CorkedTransport) -> None:
-        if not self._waiting:
-            self._loop.call_later(CorkedTransport.BULK_DELAY, self._flush_all)
-        self._waiting.append(cork)
-
-    def _flush_all(self) -> None:
-        waiting, self._waiting = self._waiting, []
-        for cork in waiting:
-            cork._flush()  # nothing left if an ordinary write flushed it meanwhile
-
-
-_flushers: dict[asyncio.AbstractEventLoop, _BulkFlusher] = {}
-
-
-def _bulk_flusher(loop: asyncio.AbstractEventLoop) -> _BulkFlusher:
-    flusher = _flushers.get(loop)
-    if flusher is None:
-        if len(_flushers) > 8:  # loops of tests come and go
-            for old in [old for old in _flushers if old.is_closed()]:
-                del _flushers[old]
-        flusher = _flushers[loop] = _BulkFlusher(loop)
-    return flusher
-
-
 class DirectSocket(AsyncSocket):  # type: ignore[misc]
     # engine.io's own state, set by BaseSocket.__init__ (declared for the type checker)
     connected: bool
@@ -215,11 +170,10 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
     _client: str = "unknown"
     _proto: Any = None  # see raw_protocol: set while packets may be written straight through
 
-    def write_now(self, frame: bytes, bulk: bool = False) -> bool:
-        """Write a whole websocket frame to the connection at once if nothing stands in the way:
+    def write_now(self, frame: bytes) -> bool:
+        """Write whole websocket frames to the connection at once if nothing stands in the way:
         no write in progress (order), the transport not pushing back, the websocket open, no
-        close sent, the client not overdue. False: take the awaited path (`send`). `bulk`:
-        the frame may wait for the next flush of bulk frames (`CorkedTransport.write_bulk`)."""
+        close sent, the client not overdue. False: take the awaited path (`send`)."""
         proto = self._proto
         if (
             proto is None
@@ -234,10 +188,7 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
         last_ping = self.last_ping
         if last_ping and time.time() - last_ping > self.server.ping_timeout:
             return False  # send() closes it
-        if bulk:
-            proto.transport.write_bulk(frame)
-        else:
-            proto.transport.write(frame)
+        proto.transport.write(frame)
         return True
 
     async def send(self, pkt: Any) -> None:
@@ -400,25 +351,124 @@ def socket_server(fast: bool, **options: Any) -> socketio.AsyncServer:
     return server
 
 
+def event_packet(sio: socketio.AsyncServer, event: str, payload: Any) -> Any:
+    """The engine.io MESSAGE packet carrying a Socket.IO EVENT on the default namespace."""
+    encoded = sio.packet_class(socketio.packet.EVENT, namespace="/", data=[event, payload]).encode()
+    return packet.Packet(packet.MESSAGE, encoded)
+
+
 async def send_to_each(
-    sio: socketio.AsyncServer, event: str, payload: Any, eio_sids: list[str], bulk: bool = False
+    sio: socketio.AsyncServer, event: str, payload: Any, eio_sids: list[str]
 ) -> None:
     """2. A broadcast encoded once and handed to each recipient's engine.io socket in turn:
     python-socketio's `emit` spawns and awaits a task per recipient, which was a tenth of the
     event loop's time under chat load (docs/benchmarks.md, "Chat throughput"). Only with the
-    in-process manager; the notifier uses `emit` otherwise. `bulk` (presence): the frame may
-    wait up to `CorkedTransport.BULK_DELAY` to leave with others."""
-    encoded = sio.packet_class(socketio.packet.EVENT, namespace="/", data=[event, payload]).encode()
-    frame = packet.Packet(packet.MESSAGE, encoded)
+    in-process manager; the notifier uses `emit` otherwise."""
+    frame = event_packet(sio, event, payload)
     wire = websocket_frame(frame.encode())  # the same bytes for every websocket recipient
     sockets = sio.eio.sockets
     for eio_sid in eio_sids:
         sock = sockets.get(eio_sid)
         if sock is None:
             continue  # it left while we were sending
-        if type(sock) is DirectSocket and sock._proto is not None and sock.write_now(wire, bulk):
+        if type(sock) is DirectSocket and sock._proto is not None and sock.write_now(wire):
             continue
         try:
             await sock.send(frame)
         except exceptions.SocketIsClosedError:
             continue  # it left while we were sending; the others still get theirs
+
+
+class EveryoneBatch:
+    """3. Events for every socket that may wait a little (presence), sent in batches.
+
+    `add` queues an event; `BATCH_DELAY` seconds after the first of a batch, each socket gets
+    all of the batch's events (but those it is excluded from) as one write. When many people
+    connect at once, N connects then cost each socket one write per batch instead of N, and
+    the work per event is one encoding instead of one step per socket. Sockets that cannot
+    be written straight through (`DirectSocket.write_now`) get the same packets, in order,
+    through the awaited path. Used with the in-process manager only (`SocketNotifier`)."""
+
+    BATCH_DELAY = 0.1
+
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        never: set[str],
+        delivered: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self._sio = sio
+        self._never = never  # socket.io sids that get none of these (kept up to date outside)
+        self._delivered = delivered
+        self._events: list[tuple[str, Any, bytes, str | None]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._late: dict[str, int] = {}  # sockets that joined during the batch: first event
+
+    def joined(self, sid: str) -> None:
+        """A socket connected: it gets only the events queued from now on (what came before
+        is in the presence list it is about to get), as if they had been sent at once."""
+        if self._events:
+            self._late[sid] = len(self._events)
+
+    def add(self, event: str, payload: Any, skip_room: str | None = None) -> None:
+        """Queue `event` for every socket of the namespace but those in room `skip_room` when
+        the batch leaves (a user's room: none of their sockets, even one opened meanwhile)."""
+        pkt = event_packet(self._sio, event, payload)
+        self._events.append((event, pkt, websocket_frame(pkt.encode()), skip_room))
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.BATCH_DELAY, self.flush)
+
+    def flush(self) -> None:
+        queued, self._events = self._events, []
+        late, self._late = self._late, {}
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not queued:
+            return
+        manager = self._sio.manager
+        events = [
+            (event, pkt, wire, frozenset(sid for sid, _ in manager.get_participants("/", room)))
+            for event, pkt, wire, room in queued
+        ]
+        excluded = frozenset().union(*(skip for _, _, _, skip in events), late)
+        everything = b"".join(wire for _, _, wire, _ in events)
+        sockets = self._sio.eio.sockets
+        counts = [0] * len(events)  # recipients per event among the excluded ones
+        plain = 0  # sockets that get every event of the batch
+        never = self._never
+        for sid, eio_sid in manager.get_participants("/", None):
+            if sid in never:
+                continue
+            if sid in excluded:
+                first = late.get(sid, 0)
+                mine = [i for i in range(first, len(events)) if sid not in events[i][3]]
+                if not mine:
+                    continue
+                for i in mine:
+                    counts[i] += 1
+                data = b"".join(events[i][2] for i in mine)
+            else:
+                plain += 1
+                mine, data = None, everything
+            sock = sockets.get(eio_sid)
+            if sock is None:
+                continue
+            if type(sock) is DirectSocket and sock._proto is not None and sock.write_now(data):
+                continue
+            packets = [e[1] for e in events] if mine is None else [events[i][1] for i in mine]
+            task = asyncio.create_task(self._send_slowly(sock, packets))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if self._delivered is not None:
+            for (event, _, _, _), count in zip(events, counts, strict=True):
+                self._delivered(event, count + plain)
+
+    @staticmethod
+    async def _send_slowly(sock: Any, packets: list[Any]) -> None:
+        for pkt in packets:
+            try:
+                await sock.send(pkt)
+            except exceptions.SocketIsClosedError:
+                return

@@ -21,7 +21,7 @@ from appliance.services.clock import Clock
 from appliance.services.presence import PresenceService
 from appliance.services.ratelimit import EventClass, RateLimiter
 from appliance.transport.realtime.acks import Ack, fail, guarded, ok, parse
-from appliance.transport.realtime.engine import send_to_each
+from appliance.transport.realtime.engine import EveryoneBatch, send_to_each
 
 log = logging.getLogger(__name__)
 
@@ -98,21 +98,20 @@ class SocketNotifier:
         self._delivered = delivered
         #: Sockets of services (the recorder): no user broadcasts reach them.
         self.service_sids: set[str] = set()
+        self._everyone = EveryoneBatch(sio, self.service_sids, delivered) if self._direct else None
+
+    def socket_joined(self, sid: str) -> None:
+        """A user's socket connected (before its presence list is made)."""
+        if self._everyone is not None:
+            self._everyone.joined(sid)
 
     def sids_of(self, user_id: int) -> list[str]:
         return [sid for sid, _ in self._sio.manager.get_participants("/", user_room(user_id))]
 
     async def _send(
-        self,
-        event: str,
-        payload: dict[str, Any],
-        room: str | None,
-        skip: list[str] | None = None,
-        *,
-        bulk: bool = False,
+        self, event: str, payload: dict[str, Any], room: str | None, skip: list[str] | None = None
     ) -> None:
-        """To `room`'s sockets but `skip`; room None: every socket of the namespace. `bulk`:
-        it may wait a few milliseconds to leave with others (`engine.send_to_each`)."""
+        """To `room`'s sockets but `skip`; room None: every socket of the namespace."""
         if not self._direct:
             if self._delivered is not None:
                 participants = self._sio.manager.get_participants("/", room)
@@ -127,18 +126,22 @@ class SocketNotifier:
         if targets:
             if self._delivered is not None:
                 self._delivered(event, len(targets))
-            await send_to_each(self._sio, event, payload, targets, bulk)
+            await send_to_each(self._sio, event, payload, targets)
 
     async def to_everyone(
         self, event: str, payload: dict[str, Any], *, except_user: int | None = None
     ) -> None:
+        # Presence goes to every socket: in batches (`engine.EveryoneBatch`), so that when many
+        # connect at once each socket gets their events in one write every 100 ms, not one
+        # write per event (the connect storm's largest cost, docs/benchmarks.md "Chat fan-out").
+        if self._everyone is not None:
+            self._everyone.add(
+                event, payload, user_room(except_user) if except_user is not None else None
+            )
+            return
         skip = self.sids_of(except_user) if except_user is not None else []
         skip.extend(self.service_sids)
-        # Presence goes to every socket: through send_to_each too, not a task per socket, and
-        # as bulk frames, so that when many connect at once each socket gets their events in
-        # one system call per few milliseconds, not one per event (the connect storm's largest
-        # costs, docs/benchmarks.md "Chat fan-out").
-        await self._send(event, payload, None, skip, bulk=True)
+        await self._send(event, payload, None, skip)
 
     async def to_user(
         self, user_id: int, event: str, payload: dict[str, Any], *, except_sid: str | None = None
@@ -185,8 +188,11 @@ class RealtimeGateway:
         services: ServiceSockets | None = None,
         service_key: Callable[[], str] | None = None,
         service_sids: set[str] | None = None,
+        socket_joined: Callable[[str], None] | None = None,
     ) -> None:
         self._sio = sio
+        #: Told each user socket that connects, before its presence list is made.
+        self._socket_joined = socket_joined
         self._auth = auth
         self._presence = presence
         self._chat = chat
@@ -376,6 +382,8 @@ class RealtimeGateway:
             ) from None
         session = SocketSession(principal)
         self._sessions[sid] = session
+        if self._socket_joined is not None:
+            self._socket_joined(sid)
         await self._sio.enter_room(sid, user_room(principal.user_id))
         for room_id in await self._chat.room_ids_of(principal.user_id):
             await self._sio.enter_room(sid, chat_room(room_id))
