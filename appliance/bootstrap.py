@@ -12,8 +12,6 @@ import ipaddress
 import logging
 from pathlib import Path
 
-import tomlkit
-
 from appliance import config as config_mod
 from appliance.storage.database import Database
 
@@ -41,6 +39,8 @@ def ensure_config(
     created = not path.exists()
     if created:
         path.parent.mkdir(parents=True, exist_ok=True)
+        import tomlkit  # only when a config file is written
+
         config_mod.write_private(path, tomlkit.dumps(config_mod.generate_config_document()))
     settings = config_mod.load(data_dir, path)
     sync_token_file(settings)

@@ -223,15 +223,23 @@ def _up(settings: Settings) -> int:
     return 0  # not reached
 
 
-def _turn(settings: Settings) -> int:
-    from appliance.services.turnserver import supervise
+def _turn(settings: Settings, log_level: str | None = None) -> int:
+    from appliance.services.turnserver import light_command
 
+    logs = settings.config.logging
     try:
-        # coturn runs as a child: it gets SIGUSR2 when the certificate files change.
-        return asyncio.run(supervise(settings))
+        command = asyncio.run(
+            light_command(settings, log_format=logs.format, log_level=log_level or logs.level)
+        )
     except (FileNotFoundError, ValueError) as exc:
         print(f"appliance: {exc}", file=sys.stderr)
         return 1
+    # coturn runs as a child of a small process that has not loaded the config model (this one
+    # has): it gets SIGUSR2 when the certificate files change (adapters/coturn_process.py).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(command[0], command)  # noqa: S606 - the watcher replaces this process
+    return 0  # not reached
 
 
 def _recorder(settings: Settings, web_url: str | None) -> int:
@@ -310,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             serve(settings, args.host or web.host, args.port or web.port)
             return 0
         if args.command == "turn":
-            return _turn(settings)
+            return _turn(settings, args.log_level)
         if args.command == "recorder":
             return _recorder(settings, args.web_url)
         if args.command == "store":

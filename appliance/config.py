@@ -11,13 +11,15 @@ import os
 import secrets
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from appliance.errors import ConfigError
+
+if TYPE_CHECKING:  # tomlkit is imported where a config file is written, not by every service
+    import tomlkit
 
 CONFIG_FILENAME = "appliance.toml"
 
@@ -414,6 +416,8 @@ def load(data_dir: Path, config_path: Path | None = None) -> Settings:
 
 def generate_config_document() -> tomlkit.TOMLDocument:
     """A new config file with fresh secrets and every other key at its default (commented)."""
+    import tomlkit
+
     doc = tomlkit.document()
     doc.add(tomlkit.comment("Appliance configuration. Every key: docs/config.md."))
     doc.add(tomlkit.comment("Any key can be overridden by APPLIANCE_<SECTION>__<KEY>."))

@@ -324,3 +324,55 @@ async def test_reconnects_and_drops_recordings_when_web_goes(tmp_path: Path) -> 
         stop.set()
         async with asyncio.timeout(10):
             await running
+
+
+@pytest.mark.timeout(60)
+def test_the_idle_recorder_holds_no_media_library() -> None:
+    """aiortc, PyAV, numpy, minio and pystun3 wait for the first recording (docs/recording.md,
+    "Memory"): what `appliance recorder` imports before it connects holds none of them."""
+    import subprocess
+    import sys
+
+    heavy = ("aiortc", "aioice", "av", "numpy", "minio", "stun")
+    script = (
+        "import sys, appliance.cli, appliance.bootstrap, appliance.recorder.service\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=50, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+async def test_the_first_start_loads_the_media_libraries_once(tmp_path: Path) -> None:
+    recorder, _web = make_recorder(tmp_path)
+    assert recorder.media_load_seconds is None
+    assert await recorder.start(start("rec1", "call1")) == {"ok": True}
+    loaded = recorder.media_load_seconds
+    assert loaded is not None
+    assert await recorder.start(start("rec2", "call2")) == {"ok": True}
+    assert recorder.media_load_seconds == loaded  # not again
+
+
+async def test_a_failed_load_refuses_the_start_and_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder, _web = make_recorder(tmp_path)
+    real = recorder._import_media
+    calls: list[int] = []
+
+    def broken_once() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ImportError("libvpx.so.7: cannot open shared object file")
+        real()
+
+    monkeypatch.setattr(recorder, "_import_media", broken_once)
+    ack = await recorder.start(start())
+    assert ack == {
+        "ok": False,
+        "error": {"code": "unavailable", "message": "the recorder cannot load its media libraries"},
+    }
+    assert recorder.workdir.entries() == []
+    assert await recorder.start(start()) == {"ok": True}
+    assert len(calls) == 2

@@ -8,15 +8,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, urlsplit
-
-import urllib3
-from minio import Minio
-from minio.error import S3Error
 
 from appliance.adapters.sigv4 import Credentials, presign
 from appliance.config import StorageConfig
+
+if TYPE_CHECKING:
+    from minio.error import S3Error
 
 
 class StoreUnavailable(Exception):
@@ -46,8 +45,20 @@ def object_path(bucket: str, key: str) -> str:
     return f"/{bucket}/{key}"
 
 
+def _s3_error() -> type[S3Error]:
+    from minio.error import S3Error  # loaded with the client (`MinioObjectStore`)
+
+    return S3Error
+
+
 class MinioObjectStore:
+    """The minio SDK (about 18 MiB of a process with its crypto) is imported by the first one
+    made, not with this module: the recorder makes one only when a recording is uploaded."""
+
     def __init__(self, config: StorageConfig) -> None:
+        import urllib3
+        from minio import Minio
+
         url = urlsplit(config.internal_url)
         self._bucket = config.bucket
         self._credentials = Credentials(
@@ -68,9 +79,11 @@ class MinioObjectStore:
         )
 
     async def _call(self, fn: object, *args: object) -> object:
+        import urllib3
+
         try:
             return await asyncio.to_thread(fn, *args)  # type: ignore[arg-type]
-        except S3Error:
+        except _s3_error():
             raise
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise StoreUnavailable(str(exc)) from exc
@@ -82,13 +95,13 @@ class MinioObjectStore:
     async def ping(self) -> bool:
         try:
             return bool(await self._call(self._client.bucket_exists, self._bucket))
-        except (StoreUnavailable, S3Error):
+        except (StoreUnavailable, _s3_error()):
             return False
 
     async def stat(self, key: str) -> ObjectInfo | None:
         try:
             info = await self._call(self._client.stat_object, self._bucket, key)
-        except S3Error as exc:
+        except _s3_error() as exc:
             if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound", "NotFound"):
                 return None
             raise StoreUnavailable(exc.code) from exc
@@ -100,13 +113,13 @@ class MinioObjectStore:
         """Put a local file under `key` (multipart for big files, by the SDK)."""
         try:
             await self._call(self._client.fput_object, self._bucket, key, str(path), content_type)
-        except S3Error as exc:
+        except _s3_error() as exc:
             raise StoreUnavailable(exc.code) from exc
 
     async def remove(self, key: str) -> None:
         try:
             await self._call(self._client.remove_object, self._bucket, key)
-        except S3Error as exc:
+        except _s3_error() as exc:
             if exc.code not in ("NoSuchKey", "NoSuchObject"):
                 raise StoreUnavailable(exc.code) from exc
 

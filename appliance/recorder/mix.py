@@ -8,28 +8,32 @@ not grow with the length of the call. Tracks are placed by their start offsets (
 at the earliest one).
 
 Runs in a child process at nice 10 (`python -m appliance.recorder.mix MANIFEST OUTPUT`, see
-`mix_in_child`), so a mix never slows the recorder's live work or anything else on the box.
+`mixjob.mix_in_child`), so a mix never slows the recorder's live work or anything else on the box.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import errno
 import fractions
 import json
 import math
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
 
-from appliance.recorder.sinks import TrackFile
+# The recorder's side (the job, its result and errors) lives in `mixjob`, which loads no media
+# library; re-exported here, where they were first.
+from appliance.recorder.mixjob import MixError as MixError
+from appliance.recorder.mixjob import MixResult as MixResult
+from appliance.recorder.mixjob import mix_failure
+from appliance.recorder.mixjob import mix_in_child as mix_in_child
+from appliance.recorder.tracks import TrackFile
 
 TILE_W, TILE_H = 640, 480
 FPS = 30
@@ -40,21 +44,6 @@ AUDIO_BITRATE = 64_000
 BLACK_Y, BLACK_C = 16, 128
 #: A gap in an input's audio shorter than this is taken as timestamp jitter, not silence.
 AUDIO_SLACK = RATE // 100
-
-
-@dataclass(frozen=True, slots=True)
-class MixResult:
-    duration: float
-    size: int
-    content_type: str  # "video/webm" | "audio/webm"
-
-
-class MixError(Exception):
-    """The mix failed; `reason` is the failure reason the participants see."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 def _fit(width: int, height: int) -> tuple[int, int]:
@@ -356,14 +345,6 @@ def _fill(plane: Any, data: np.ndarray) -> None:
 # The child process --------------------------------------------------------------------------
 
 
-def _reason(exc: BaseException) -> str:
-    if getattr(exc, "errno", None) == errno.ENOSPC:
-        return "disk_full"
-    if isinstance(exc, MixError):
-        return exc.reason
-    return "recorder_error"
-
-
 def main(argv: list[str] | None = None) -> int:
     """`python -m appliance.recorder.mix MANIFEST OUTPUT`: prints one JSON line."""
     args = sys.argv[1:] if argv is None else argv
@@ -383,49 +364,10 @@ def main(argv: list[str] | None = None) -> int:
         ]
         result = mix(inputs, Path(args[1]))
     except Exception as exc:
-        print(json.dumps({"ok": False, "reason": _reason(exc), "message": str(exc)[:200]}))
+        print(json.dumps({"ok": False, "reason": mix_failure(exc), "message": str(exc)[:200]}))
         return 1
     print(json.dumps({"ok": True, **asdict(result)}))
     return 0
-
-
-async def mix_in_child(inputs: list[list[TrackFile]], output: Path) -> MixResult:
-    """Run `mix` in a child process at nice 10; raises MixError with the failure reason."""
-    manifest = output.with_name(output.name + ".json")
-    groups = [[{**asdict(t), "path": str(t.path)} for t in group] for group in inputs]
-    try:
-        manifest.write_text(json.dumps({"inputs": groups}), "utf-8")
-    except OSError as exc:
-        raise MixError(_reason(exc), str(exc)) from exc
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "appliance.recorder.mix",
-        str(manifest),
-        str(output),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        stdout, stderr = await proc.communicate()
-    except asyncio.CancelledError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        raise
-    finally:
-        manifest.unlink(missing_ok=True)
-    lines = stdout.decode("utf-8", "replace").strip().splitlines()
-    try:
-        answer = json.loads(lines[-1]) if lines else {}
-    except ValueError:
-        answer = {}
-    if proc.returncode != 0 or not answer.get("ok"):
-        reason = str(answer.get("reason") or "recorder_error")
-        detail = answer.get("message") or stderr.decode("utf-8", "replace")[-300:]
-        raise MixError(reason, f"mix failed ({proc.returncode}): {detail}")
-    return MixResult(float(answer["duration"]), int(answer["size"]), str(answer["content_type"]))
 
 
 if __name__ == "__main__":

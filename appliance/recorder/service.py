@@ -18,24 +18,24 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import socketio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from appliance.adapters import stun_probe
 from appliance.adapters.object_store import MinioObjectStore, StoreUnavailable
 from appliance.adapters.service_key import ensure_service_key
 from appliance.config import Settings
-from appliance.recorder import passthrough
-from appliance.recorder.mix import MixError, mix_in_child
-from appliance.recorder.peer import ParticipantPeer
-from appliance.recorder.sinks import TrackFile
+from appliance.recorder.mixjob import MixError, mix_in_child
+from appliance.recorder.tracks import TrackFile
 from appliance.recorder.workdir import WorkDir
 from appliance.services.clock import wall_clock
 from appliance.services.turn import TurnCredentialService
+
+if TYPE_CHECKING:  # aiortc and PyAV are loaded at the first recording (`Recorder.load_media`)
+    from appliance.recorder.peer import ParticipantPeer
 
 log = logging.getLogger(__name__)
 
@@ -161,16 +161,47 @@ class Recorder:
         self._emit = emit
         self._call = call
         self.workdir = WorkDir(settings.data_dir)
-        self.store = MinioObjectStore(settings.config.storage)
+        self._store: MinioObjectStore | None = None
         self.sessions: dict[str, Session] = {}
         self._turn = TurnCredentialService(settings.config.turn, wall_clock)
+        self._media: asyncio.Task[None] | None = None
+        #: Seconds the first recording waited for the media libraries (None: not loaded yet).
+        self.media_load_seconds: float | None = None
+
+    @property
+    def store(self) -> MinioObjectStore:
+        """Made at the first upload (with it, the minio SDK is loaded)."""
+        if self._store is None:
+            self._store = MinioObjectStore(self._settings.config.storage)
+        return self._store
 
     def prepare(self) -> None:
         self.workdir.prepare()
+
+    async def load_media(self) -> None:
+        """Load aiortc and PyAV and install the pass-through (once, at the first recording):
+        the recorder idles in less than half the memory until someone presses Record
+        (docs/recording.md, "Memory"). The import runs in a thread, so the socket to web keeps
+        being served meanwhile; concurrent callers wait for the same load; a failed load is
+        tried again by the next recording."""
+        if self._media is None:
+            self._media = asyncio.create_task(asyncio.to_thread(self._import_media))
+        try:
+            await asyncio.shield(self._media)
+        except Exception:
+            self._media = None
+            raise
+
+    def _import_media(self) -> None:
+        began = time.monotonic()
+        from appliance.recorder import passthrough, peer  # noqa: F401 - loaded for what follows
+
         if self._config.passthrough:
             passthrough.install()
         if self._config.host_addresses:
             passthrough.restrict_host_addresses(list(self._config.host_addresses))
+        self.media_load_seconds = time.monotonic() - began
+        log.info("media libraries loaded in %.2f s", self.media_load_seconds)
 
     # -- events from web ------------------------------------------------------------------------
 
@@ -179,6 +210,11 @@ class Recorder:
             request = StartIn.model_validate(data)
         except ValidationError:
             return _error("invalid_request", "malformed recorder:start")
+        try:
+            await self.load_media()  # first: nothing below waits, so its checks hold
+        except Exception:
+            log.exception("cannot load the media libraries")
+            return _error("unavailable", "the recorder cannot load its media libraries")
         if request.recording_id in self.sessions:
             return _ok()  # a replay: that recording is already on
         active = [s for s in self.sessions.values() if not s.stopping]
@@ -213,6 +249,8 @@ class Recorder:
         coturn answers (an unreachable server would only hold up candidate gathering). Asked
         once per recording."""
         if not session.ice_known:
+            from appliance.adapters import stun_probe  # pystun3: loaded by the first recording
+
             turn = self._settings.config.turn
             host = turn.public_host or self._web_host
             if await stun_probe.alive(host, turn.port, wait=0.3):
@@ -221,6 +259,8 @@ class Recorder:
         return session.ice
 
     def _peer(self, session: Session, user_id: int, ice: dict[str, Any] | None) -> ParticipantPeer:
+        from appliance.recorder.peer import ParticipantPeer  # loaded by `load_media`
+
         peer = ParticipantPeer(
             user_id,
             session.folder,

@@ -18,7 +18,6 @@ import fractions
 import io
 import logging
 import time
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from appliance.recorder import passthrough
 from appliance.recorder.passthrough import EncodedFrame
+from appliance.recorder.tracks import TrackFile as TrackFile  # re-exported: its old home
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,6 @@ STOCK_DRAIN_SECONDS = 10.0
 #: WebRTC's Opus is `opus/48000/2` and RTP carries no pre-skip.
 OPUS_HEAD = b"OpusHead" + bytes([1, 2]) + (0).to_bytes(2, "little")
 OPUS_HEAD += (48_000).to_bytes(4, "little") + (0).to_bytes(2, "little") + bytes([0])
-
-
-@dataclass(frozen=True, slots=True)
-class TrackFile:
-    path: Path
-    kind: str  # "audio" | "video"
-    start_offset: float  # seconds after the recording's t0 at which the first frame arrived
-    frames: int
 
 
 def opus_samples(packet: bytes) -> int:

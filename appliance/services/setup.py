@@ -22,10 +22,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-import segno
 from pydantic import BaseModel, ConfigDict, Field
 
-from appliance import bootstrap, config_writer
+from appliance import bootstrap
 from appliance.adapters import certificates, netinfo, s3_check, stun_probe
 from appliance.config import Settings
 from appliance.errors import AppError, ConfigError, ErrorCode
@@ -275,6 +274,8 @@ def _host_for_url(name: str) -> str:
 
 def qr_svg(text: str) -> str:
     """A QR code of `text` as a standalone SVG document that scales to its box."""
+    import segno  # only when a QR code is asked for: not held by the idle web process
+
     buffer = io.BytesIO()
     segno.make(text, error="m").save(
         buffer,
@@ -774,6 +775,8 @@ class SetupService:
                 await self._auth.create_user(
                     plan.admin.username, plan.admin.password, is_admin=True
                 )
+            from appliance import config_writer  # tomlkit: loaded when the wizard writes
+
             try:
                 await asyncio.to_thread(
                     config_writer.update_config, self._settings.config_path, changes

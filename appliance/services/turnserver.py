@@ -1,58 +1,25 @@
-"""The `turn` service: pick addresses, render coturn's config, and run coturn as a child that
-is told (SIGUSR2) to reload its certificate whenever the certificate files change."""
+"""The `turn` service: pick addresses, make sure the certificate is there, render coturn's config;
+then run coturn as a child that is told (SIGUSR2) to reload its certificate whenever the
+certificate files change (`adapters.coturn_process`, which `appliance turn` execs into so that
+the long-running parent of coturn stays small)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import re
+import os
 import shutil
 import signal
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from appliance.adapters import coturn, netinfo, stun_probe
+from appliance.adapters import coturn, coturn_process, netinfo, stun_probe
+from appliance.adapters.coturn_process import coturn_line as coturn_line
 from appliance.config import AppConfig, Settings, write_private
 from appliance.services.tls import TlsManager
 
 log = logging.getLogger(__name__)
-
-STOP_TIMEOUT = 10.0
-
-#: coturn's own lines, re-logged one by one so they get the service's log format and level.
-coturn_log = logging.getLogger("coturn")
-_COUNTER = re.compile(r"^\d+: (?:\(\d+\): )?:? ?")  # "0: : " / "12: (1234): " uptime prefix
-_ERROR = re.compile(r"error|cannot|can't|fail|errno|denied|not found", re.IGNORECASE)
-_WARNING = re.compile(r"warn", re.IGNORECASE)
-
-
-def coturn_line(raw: bytes) -> tuple[int, str]:
-    """The level and text of one line of coturn's output (its levels are words in the text,
-    and 4.6.1 writes none)."""
-    text = _COUNTER.sub("", raw.decode("utf-8", "replace").rstrip())
-    if "ERROR" in text:
-        return logging.ERROR, text
-    if _WARNING.search(text):
-        return logging.WARNING, text
-    if _ERROR.search(text):
-        return logging.ERROR, text
-    return logging.INFO, text
-
-
-async def forward_output(stream: asyncio.StreamReader) -> None:
-    """Until coturn closes its end; reading never stops early (coturn would block on a full
-    pipe)."""
-    while True:
-        try:
-            raw = await stream.readline()
-        except ValueError:  # a line over the reader's limit: dropped, the next one is read
-            continue
-        if not raw:
-            return
-        level, text = coturn_line(raw)
-        if text:
-            coturn_log.log(level, "%s", text)
 
 
 def turns_enabled(config: AppConfig) -> bool:
@@ -118,66 +85,67 @@ def _resolve(settings: Settings, name: str) -> Path:
     return path if path.is_absolute() else settings.data_dir / path
 
 
+async def _certificate(settings: Settings) -> tuple[Path, Path] | None:
+    """The (certificate chain, key) coturn serves `turns:` with, current and checked (issued
+    first in tls.mode internal); None: no `turns:`."""
+    manager = tls_manager(settings)
+    if manager is None:
+        return None
+    await manager.refresh()  # the files must exist before coturn starts
+    return manager.cert_path, manager.key_path
+
+
 async def supervise(
     settings: Settings,
     *,
     stop: asyncio.Event | None = None,
-    on_started: Callable[[asyncio.subprocess.Process], None] | None = None,
+    on_started: Callable[[subprocess.Popen[bytes]], None] | None = None,
 ) -> int:
     """Run coturn until it exits (its exit status, or 1 if it died of a signal) or until `stop`
-    is set (SIGINT/SIGTERM when None; then 0). Certificate changes reach it as SIGUSR2."""
-    manager = tls_manager(settings)
-    tls: tuple[Path, Path] | None = None
-    if manager is not None:
-        await manager.refresh()  # the files must exist before coturn starts
-        tls = (manager.cert_path, manager.key_path)
+    is set (SIGINT/SIGTERM when None; then 0). Certificate changes reach it as SIGUSR2.
+
+    The loop is `adapters.coturn_process.run` (what `appliance turn` execs into), in a thread."""
+    tls = await _certificate(settings)
     argv = await prepare(settings, tls=tls)
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    assert proc.stdout is not None
-    forwarding = asyncio.create_task(forward_output(proc.stdout), name="coturn-output")
-    if manager is not None:
+    stop_r, stop_w = os.pipe()
 
-        def reload() -> None:
-            if proc.returncode is None:
-                log.info("certificate changed: asking coturn to reload it (SIGUSR2)")
-                proc.send_signal(signal.SIGUSR2)
+    def run() -> int:
+        try:
+            return coturn_process.run(
+                argv,
+                stop_fd=stop_r,
+                certificate=tls,
+                interval=settings.config.tls.check_interval,
+                on_started=on_started,
+            )
+        finally:
+            os.close(stop_r)
 
-        manager.on_change(reload)
-        await manager.start()
-    if on_started is not None:
-        on_started(proc)
-    exited = asyncio.create_task(proc.wait())
+    running = asyncio.create_task(asyncio.to_thread(run))
     stopping = asyncio.create_task(stop.wait())
     try:
-        await asyncio.wait([exited, stopping], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([running, stopping], return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopping.cancel()
-        if manager is not None:
-            await manager.stop()
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                async with asyncio.timeout(STOP_TIMEOUT):
-                    await proc.wait()
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
-        exited.cancel()
-        try:  # the rest of its output (the pipe ends with coturn)
-            async with asyncio.timeout(STOP_TIMEOUT):
-                await forwarding
-        except TimeoutError:
-            forwarding.cancel()
-    if stop.is_set():
-        return 0
-    code = proc.returncode or 0
-    log.error("coturn exited on its own (status %s)", code)
-    return code if code > 0 else 1
+        os.close(stop_w)  # the loop sees its end of the pipe close: it stops coturn, if running
+        code = await running
+    return code
+
+
+async def light_command(settings: Settings, *, log_format: str, log_level: str) -> list[str]:
+    """What `appliance turn` execs into once the config is rendered: `supervise`'s loop in a
+    process that has not loaded the config model (`adapters.coturn_process`)."""
+    tls = await _certificate(settings)
+    argv = await prepare(settings, tls=tls)
+    return coturn_process.command(
+        argv,
+        certificate=tls,
+        interval=settings.config.tls.check_interval,
+        log_format=log_format,
+        log_level=log_level,
+    )

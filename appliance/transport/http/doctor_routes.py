@@ -8,7 +8,6 @@ from typing import Any
 from quart import Blueprint, current_app
 
 from appliance.doctor.model import DoctorContext, Report
-from appliance.doctor.runner import run_doctor
 from appliance.errors import AppError, ErrorCode
 from appliance.transport.http.deps import container, current_principal
 
@@ -20,6 +19,10 @@ async def _report() -> Report:
     """One run at a time: a request that comes while one runs gets that run's report."""
     running: asyncio.Task[Report] | None = current_app.extensions.get(RUNNING_KEY)
     if running is None or running.done():
+        # The checks (aioice, dnspython, ...) are loaded by the first run, not held by the idle
+        # web process (docs/benchmarks.md, "Whole stack at rest").
+        from appliance.doctor.runner import run_doctor
+
         services = container()
         config = services.settings.config
         context = DoctorContext(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from html import escape
 
-import segno
 from quart import Blueprint, Response, request
 
 from appliance.adapters import certificates
@@ -69,6 +68,8 @@ def _box_url() -> str:
 
 
 def qr_svg(text: str) -> str:
+    import segno  # only when the page is asked for: not held by the idle web process
+
     return str(
         segno.make(text, error="m").svg_inline(
             scale=5, dark="#151a24", light="#ffffff", border=3, title="QR code: " + text
