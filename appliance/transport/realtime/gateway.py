@@ -71,7 +71,7 @@ class TokenPayload(BaseModel):
 @dataclass(slots=True)
 class SocketSession:
     principal: Principal
-    expiry: asyncio.Task[None] | None = None
+    expiry: asyncio.TimerHandle | None = None  # a timer, not a task: no coroutine per socket
     closing: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -351,14 +351,14 @@ class RealtimeGateway:
         if session.expiry is not None:
             session.expiry.cancel()
         delay = max(0.0, session.principal.token.expires_at - self._clock())
-        session.expiry = asyncio.create_task(self._expire(sid, delay), name=f"expiry-{sid}")
+        session.expiry = asyncio.get_running_loop().call_later(delay, self._expired, sid)
 
-    async def _expire(self, sid: str, delay: float) -> None:
-        await asyncio.sleep(delay)
+    def _expired(self, sid: str) -> None:
         session = self._sessions.get(sid)
         if session is not None:
-            session.expiry = None  # past its sleep: nothing left to cancel
-        await self.close(sid, ErrorCode.TOKEN_EXPIRED, "access token expired")
+            session.expiry = None  # fired: nothing left to cancel
+        closing = self.close(sid, ErrorCode.TOKEN_EXPIRED, "access token expired")
+        self._spawn(closing, name=f"expiry-{sid}")
 
     # -- handlers ------------------------------------------------------------------------
 
@@ -427,8 +427,8 @@ class RealtimeGateway:
         session = self._sessions.pop(sid, None)
         if session is None:
             return
-        if session.expiry is not None and session.expiry is not asyncio.current_task():
-            session.expiry.cancel()  # (when the expiry itself closes the socket, let it finish)
+        if session.expiry is not None:
+            session.expiry.cancel()
         user_id = session.principal.user_id
         log.debug("socket %s of user %s left: %s", sid, user_id, reason)
         await self._presence.disconnected(user_id, sid)
