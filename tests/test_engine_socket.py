@@ -18,11 +18,13 @@ from engineio.async_socket import AsyncSocket
 from websockets.frames import Frame, Opcode
 
 from appliance.transport.realtime.engine import (
+    DRAINED,
     CorkedTransport,
     DirectEngineServer,
     DirectSocket,
     DirectSocketServer,
     EveryoneBatch,
+    Mailbox,
     StockSocketServer,
     websocket_frame,
 )
@@ -191,6 +193,37 @@ async def test_a_silent_client_is_hung_up_on(tmp_path: Path) -> None:
             assert ws.closed
             assert sock._ws is None
             await until(lambda: sock.closed)  # right after the websocket's close frame
+
+
+async def test_pings_come_from_timers_and_a_live_client_stays(tmp_path: Path) -> None:
+    """engine.io's PING every ping_interval from a loop timer (no sleeping task per socket);
+    a client that answers stays connected across cycles, and what the websocket no longer
+    needs after the handshake is let go (docs/benchmarks.md, "Memory per socket")."""
+    overrides = {"web": {"ping_interval": 1, "ping_timeout": 1}}
+    async with running_server(tmp_path / "d", overrides) as server:
+        await server.add_user("bob")
+        async with aiohttp.ClientSession() as session:
+            ws, sid = await raw_connect(session, server, await server.token("bob"))
+            eio_sid = server.app.sio.manager.eio_sid_from_sid(sid, "/")
+            sock = server_socket(server, eio_sid)
+            pings = 0
+            async with asyncio.timeout(10):
+                while pings < 3:  # three cycles: longer than ping_interval + ping_timeout
+                    frame = await ws.receive_str()
+                    if frame == "2":
+                        pings += 1
+                        await ws.send_str("3")
+            assert not sock.closed and sock._ws is not None
+            sending_pings = [t for t in asyncio.all_tasks() if "_send_ping" in repr(t.get_coro())]
+            assert sending_pings == []
+            assert sock.queue is DRAINED and sock._backlog is None
+            protocol = sock._ws.asgi_send.__self__
+            assert type(protocol.queue) is Mailbox and protocol.request is None
+            assert "wsgi.input" not in server.app.sio.environ[eio_sid]
+            await server.app.notifier.to_socket(sid, "test:ping", {"n": 1})  # still served
+            while not (frame := await ws.receive_str()).startswith('42["test:ping"'):
+                pass
+            await ws.close()
 
 
 class RecordingTransport:

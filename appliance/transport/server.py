@@ -123,6 +123,10 @@ def _uvicorn_config(app: ASGIApp, settings: Settings, **changes: Any) -> Any:
         "ws": "websockets-sansio",
         "ws_max_size": web.max_http_buffer_size,
         "ws_per_message_deflate": web.websocket_deflate,
+        # No websocket-level pings: engine.io's own ping/pong (web.ping_interval/ping_timeout)
+        # already finds dead peers, and uvicorn's (every 20 s by default) cost a timer per
+        # socket and a frame each way (docs/benchmarks.md, "Memory per socket").
+        "ws_ping_interval": None,
         "lifespan": "on",
         "log_level": "warning",
         "log_config": None,  # uvicorn's lines go through the root handler (observability/logs)

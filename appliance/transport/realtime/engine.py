@@ -36,6 +36,7 @@ tests/test_engine_socket.py pins them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
 import time
@@ -53,6 +54,103 @@ from appliance.transport.realtime import frames
 from appliance.transport.realtime.frames import DECODE_ERRORS, GuardedSocketServer, client_of
 
 log = logging.getLogger(__name__)
+
+
+class _Drained:
+    """Stands in for engine.io's packet queue once a websocket carries the socket: packets then
+    go straight to the websocket (or the backlog), never to the queue, so its asyncio.Queue
+    (four deques and an Event, about 3.3 KiB) need not live as long as the socket."""
+
+    __slots__ = ()
+
+    def empty(self) -> bool:
+        return True
+
+    def qsize(self) -> int:
+        return 0
+
+    async def put(self, item: Any) -> None:
+        return None  # only while the socket closes: nothing reads it any more
+
+    def put_nowait(self, item: Any) -> None:
+        return None
+
+    async def join(self) -> None:
+        return None
+
+
+DRAINED = _Drained()
+
+
+class Mailbox:
+    """uvicorn's websocket receive queue, lean: one reader (engine.io's) and no size limit, so a
+    list and at most one waiting future rather than an asyncio.Queue (about 3 KiB)."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self, items: list[Any]) -> None:
+        self._items = items
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+    def get_nowait(self) -> Any:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        return self._items.pop(0)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+
+def slim_protocol(protocol: Any) -> None:
+    """After the handshake: drop uvicorn's references to the HTTP request and response
+    (websockets' Request and Response with their headers) and swap its receive queue for a
+    Mailbox. uvicorn reads neither after `websocket.accept`."""
+    if not getattr(protocol, "handshake_complete", False):
+        return
+    if hasattr(protocol, "request") and hasattr(protocol, "response"):
+        protocol.request = None
+        protocol.response = None
+    queue = getattr(protocol, "queue", None)
+    waiting = getattr(queue, "_getters", None) or getattr(queue, "_putters", None)
+    if type(queue) is asyncio.Queue and not waiting:
+        items = []
+        while not queue.empty():
+            items.append(queue.get_nowait())
+        protocol.queue = Mailbox(items)
+
+
+#: What of a websocket handshake's environ is read after engine.io's connect event: its
+#: upgrade (HTTP_UPGRADE, HTTP_CONNECTION, asgi.*) and client_of (asgi.scope, REMOTE_ADDR).
+KEPT_HEADERS = frozenset({"HTTP_UPGRADE", "HTTP_CONNECTION"})
+
+
+def slim_environ(environ: dict[str, Any]) -> None:
+    """A websocket's environ lives as long as the socket (python-socketio keeps it): drop the
+    request-body reader (engine.io's translate_request defines a class per request for it,
+    about 2.5 KiB) and the header copies nobody reads after the handshake."""
+    if str(environ.get("HTTP_UPGRADE", "")).lower() != "websocket":
+        return  # long-polling: the body reader is still needed
+    environ.pop("wsgi.input", None)
+    for key in [k for k in environ if k.startswith("HTTP_") and k not in KEPT_HEADERS]:
+        del environ[key]
 
 
 def websocket_frame(data: str | bytes) -> bytes:
@@ -159,6 +257,9 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
     upgrading: bool
     upgraded: bool
     closed: bool
+    closing: bool
+    last_ping: float | None
+    queue: Any
     # Class-level defaults: instances start life as AsyncSocket and are re-classed.
     _ws: Any = None
     _writing: bool = False
@@ -169,6 +270,31 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
     _expired: bool = False
     _client: str = "unknown"
     _proto: Any = None  # see raw_protocol: set while packets may be written straight through
+    _ping_timer: asyncio.TimerHandle | None = None
+
+    def schedule_ping(self) -> None:
+        """engine.io's next PING after ping_interval from a timer, not a sleeping task (a task,
+        two coroutine frames and a future per socket, ~1.3 KiB, and a closed socket kept
+        alive until the sleep ends)."""
+        if self.last_ping:  # once the previous ping cycle completed (engine.io's rule)
+            self.last_ping = None
+            loop = asyncio.get_running_loop()
+            self._ping_timer = loop.call_later(self.server.ping_interval, self._ping_due)
+
+    def _ping_due(self) -> None:
+        self._ping_timer = None
+        if self.closing or self.closed:
+            return
+        self.last_ping = time.time()
+        pkt = packet.Packet(packet.PING)
+        if self._proto is not None and self.write_now(websocket_frame(pkt.encode())):
+            return
+        self.server.start_background_task(self._ping_awaited, pkt)
+
+    async def _ping_awaited(self, pkt: Any) -> None:
+        """A PING on the awaited path (polling, or a websocket under back-pressure)."""
+        with contextlib.suppress(exceptions.SocketIsClosedError):
+            await self.send(pkt)
 
     def write_now(self, frame: bytes) -> bool:
         """Write whole websocket frames to the connection at once if nothing stands in the way:
@@ -213,6 +339,7 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
             await ws.send(pkt.encode())
             while self._backlog:
                 await ws.send(self._backlog.popleft().encode())
+            self._backlog = None  # 760 bytes a deque; most sockets never need one again
         except Exception:  # the peer is gone; the reader sees the close
             self._broken = True
             if self._backlog:
@@ -236,11 +363,13 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
             self.queue.task_done()
             if queued is not None:
                 backlog.append(queued)
-        self._backlog = deque(backlog)
+        self._backlog = deque(backlog) if backlog else None
+        self.queue = DRAINED
         self._ws = ws
         if CorkedTransport.install(ws):
             self._proto = raw_protocol(ws)
-        if backlog:
+            slim_protocol(ws.asgi_send.__self__)
+        if self._backlog:
             await self._write(ws, self._backlog.popleft())
         loop = asyncio.get_running_loop()
         reader = asyncio.current_task()
@@ -283,6 +412,9 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
                     log.exception("engine.io receive failed")
         finally:
             timer.cancel()
+            if self._ping_timer is not None:
+                self._ping_timer.cancel()
+                self._ping_timer = None
             self._ws = None
             self._proto = None
         await ws.close()
@@ -330,7 +462,10 @@ class DirectEngineServer(engineio.AsyncServer):  # type: ignore[misc]
             sock = self.sockets.get(args[0])
             if type(sock) is AsyncSocket:
                 sock.__class__ = DirectSocket
-                sock._client = client_of(args[1] if len(args) > 1 else None)
+                environ = args[1] if len(args) > 1 else None
+                sock._client = client_of(environ)
+                if isinstance(environ, dict):
+                    slim_environ(environ)
         return await super()._trigger_event(event, *args, **kwargs)
 
 
