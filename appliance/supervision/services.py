@@ -38,9 +38,13 @@ SERVICES: tuple[ServiceSpec, ...] = (
         # glibc hands large buffers back to the kernel at once by default, so a proxied file
         # transfer pays a page fault every few KiB; these thresholds halve its CPU cost
         # (docs/benchmarks.md, "Media transfer").
+        # PYTHONMALLOC=malloc: objects come from glibc, not pymalloc's arenas, so the memory
+        # of sockets that left can be handed back (transport/realtime/heap.py; under 2 % more
+        # CPU per delivery, docs/benchmarks.md "Memory per socket").
         environment=(
             ("MALLOC_MMAP_THRESHOLD_", "4194304"),
             ("MALLOC_TRIM_THRESHOLD_", "67108864"),
+            ("PYTHONMALLOC", "malloc"),
         ),
         binds_privileged_ports=True,
         reads_addresses=True,

@@ -40,6 +40,7 @@ from appliance.transport.realtime.call_events import register_call_events
 from appliance.transport.realtime.chat_events import register_chat_events
 from appliance.transport.realtime.engine import socket_server
 from appliance.transport.realtime.gateway import RealtimeGateway, SocketNotifier
+from appliance.transport.realtime.heap import HeapTrimmer, glibc_malloc_trim
 from appliance.transport.realtime.media_events import register_media_events
 from appliance.transport.realtime.recording_events import (
     SocketRecorderChannel,
@@ -118,6 +119,12 @@ class WebApp:
             service_key=lambda: ensure_service_key(settings.data_dir),
             service_sids=self.notifier.service_sids,
             socket_joined=self.notifier.socket_joined,
+            # Only in a process of its own (`appliance web`), which runs on glibc's allocator.
+            # Some of a closed socket is held a little longer (engine.io's first ping task
+            # sleeps ping_interval): trims come ping_interval + 5 s after a wave, and again.
+            heap=HeapTrimmer(glibc_malloc_trim(), settle=web.ping_interval + 5)
+            if freeze_heap
+            else None,
         )
         register_chat_events(self.gateway, services.chat, services.metrics)
         register_call_events(self.gateway, services.calls)

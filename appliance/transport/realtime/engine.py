@@ -419,6 +419,9 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
             self._proto = None
         await ws.close()
         await self.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+        if self.closed and server.sockets.get(self.sid) is self:
+            # engine.io's service task would drop it within ping_timeout; free it now
+            del server.sockets[self.sid]
         if cancelled:
             raise asyncio.CancelledError
 

@@ -22,6 +22,7 @@ from appliance.services.presence import PresenceService
 from appliance.services.ratelimit import EventClass, RateLimiter
 from appliance.transport.realtime.acks import Ack, fail, guarded, ok, parse
 from appliance.transport.realtime.engine import EveryoneBatch, send_to_each
+from appliance.transport.realtime.heap import HeapTrimmer
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +190,11 @@ class RealtimeGateway:
         service_key: Callable[[], str] | None = None,
         service_sids: set[str] | None = None,
         socket_joined: Callable[[str], None] | None = None,
+        heap: HeapTrimmer | None = None,
     ) -> None:
         self._sio = sio
+        #: Told the number of user sockets as it changes (gives memory back after a wave leaves).
+        self._heap = heap
         #: Told each user socket that connects, before its presence list is made.
         self._socket_joined = socket_joined
         self._auth = auth
@@ -317,6 +321,8 @@ class RealtimeGateway:
         task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
+        if self._heap is not None:
+            self._heap.stop()
         for session in self._sessions.values():
             if session.expiry is not None:
                 session.expiry.cancel()
@@ -384,6 +390,8 @@ class RealtimeGateway:
         self._sessions[sid] = session
         if self._socket_joined is not None:
             self._socket_joined(sid)
+        if self._heap is not None:
+            self._heap.sockets_changed(len(self._sessions))
         await self._sio.enter_room(sid, user_room(principal.user_id))
         for room_id in await self._chat.room_ids_of(principal.user_id):
             await self._sio.enter_room(sid, chat_room(room_id))
@@ -427,6 +435,8 @@ class RealtimeGateway:
         session = self._sessions.pop(sid, None)
         if session is None:
             return
+        if self._heap is not None:
+            self._heap.sockets_changed(len(self._sessions))
         if session.expiry is not None:
             session.expiry.cancel()
         user_id = session.principal.user_id
