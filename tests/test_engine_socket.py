@@ -299,6 +299,23 @@ async def test_presence_of_many_connects_leaves_in_one_write_per_socket(
     assert sum(w.count(b'"user_online"') for w in presence) == len(names)
 
 
+async def test_queued_presence_goes_before_anything_else_sent_to_that_socket(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(EveryoneBatch, "BATCH_DELAY", 30.0)  # only the order can flush it
+    await server.add_user("watcher")
+    await server.add_user("ana")
+    watcher = await server.user_socket("watcher")
+    ana = await server.user_socket("ana")  # her handshake frames flush nothing ...
+    batch = server.app.notifier._everyone
+    assert batch is not None and batch.pending
+    await server.app.notifier.to_socket(watcher.sio.get_sid(), "test:after", {})
+    events = [await watcher.next() for _ in range(2)]  # ... this does: presence first
+    assert [name for name, _ in events] == ["user_online", "test:after"]
+    assert events[0][1]["username"] == "ana"
+    assert [name for name, _ in ana.drain() if name.startswith("user_")] == []
+
+
 async def test_a_tab_opened_during_a_batch_gets_no_presence_of_its_own_user(
     server: RunningServer,
 ) -> None:

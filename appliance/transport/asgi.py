@@ -119,6 +119,7 @@ class WebApp:
             service_key=lambda: ensure_service_key(settings.data_dir),
             service_sids=self.notifier.service_sids,
             socket_joined=self.notifier.socket_joined,
+            socket_listed=self.notifier.socket_listed,
             # Only in a process of its own (`appliance web`), which runs on glibc's allocator.
             # Some of a closed socket is held a little longer (engine.io's first ping task
             # sleeps ping_interval): trims come ping_interval + 5 s after a wave, and again.

@@ -25,7 +25,13 @@ the websocket is driven:
   transport (`DirectSocket.write_now`) whenever nothing stands in the way (no write waiting on
   back-pressure, the connection open, no close sent): no coroutine through engine.io's ASGI
   wrapper and uvicorn's `send` per packet, and a broadcast frames its bytes once for all its
-  recipients (`send_to_each`). Anything else takes the awaited path above.
+  recipients (`send_to_each`). Anything else takes the awaited path above;
+- once the websocket carries the socket, what it no longer needs is let go (about 14 KiB per
+  socket, docs/benchmarks.md "Memory per socket"): the handshake's environ shrinks to what is
+  still read (`slim_environ`), engine.io's packet queue becomes `DRAINED`, uvicorn's receive
+  queue a `Mailbox` and its request/response are dropped (`slim_protocol`), engine.io's PING
+  comes from a loop timer instead of a sleeping task (`schedule_ping`), and a closed socket
+  leaves the server's table at once.
 
 Long-polling sockets are untouched. The swap happens when engine.io reports a new connection
 (`DirectEngineServer._trigger_event`), before any transport runs. It relies on python-engineio
@@ -318,6 +324,9 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
         return True
 
     async def send(self, pkt: Any) -> None:
+        batch = self.server.everyone_batch
+        if batch is not None and batch.pending:
+            batch.before_send(self.sid)  # presence queued for this socket goes first
         ws = self._ws
         if ws is None:
             await super().send(pkt)  # polling, or the websocket is not up yet: the queue
@@ -460,6 +469,9 @@ class DirectSocket(AsyncSocket):  # type: ignore[misc]
 
 
 class DirectEngineServer(engineio.AsyncServer):  # type: ignore[misc]
+    #: Set by `EveryoneBatch`: its events leave before anything else sent to the same socket.
+    everyone_batch: EveryoneBatch | None = None
+
     async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
         if event == "connect":
             sock = self.sockets.get(args[0])
@@ -504,6 +516,9 @@ async def send_to_each(
     in-process manager; the notifier uses `emit` otherwise."""
     frame = event_packet(sio, event, payload)
     wire = websocket_frame(frame.encode())  # the same bytes for every websocket recipient
+    batch = sio.eio.everyone_batch
+    if batch is not None and batch.pending:
+        batch.flush()  # queued presence goes first, as if it had been sent at once
     sockets = sio.eio.sockets
     for eio_sid in eio_sids:
         sock = sockets.get(eio_sid)
@@ -525,7 +540,9 @@ class EveryoneBatch:
     connect at once, N connects then cost each socket one write per batch instead of N, and
     the work per event is one encoding instead of one step per socket. Sockets that cannot
     be written straight through (`DirectSocket.write_now`) get the same packets, in order,
-    through the awaited path. Used with the in-process manager only (`SocketNotifier`)."""
+    through the awaited path. Order is kept: anything else about to be sent to a socket that
+    has queued events flushes the batch first (a socket that connected during the batch, and
+    has none queued, does not). Used with the in-process manager only (`SocketNotifier`)."""
 
     BATCH_DELAY = 0.1
 
@@ -542,12 +559,47 @@ class EveryoneBatch:
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._late: dict[str, int] = {}  # sockets that joined during the batch: first event
+        self._late_eio: dict[str, int] = {}  # the same, by engine.io sid
+        self._unlisted: set[str] = set()  # connected, their presence list not made yet
+        if isinstance(sio.eio, DirectEngineServer):
+            sio.eio.everyone_batch = self
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._events)
 
     def joined(self, sid: str) -> None:
-        """A socket connected: it gets only the events queued from now on (what came before
-        is in the presence list it is about to get), as if they had been sent at once."""
+        """A socket connected: until its presence list is made (`listed`), it gets none of
+        these events (the list will show them) and what is sent to it flushes nothing."""
+        self._unlisted.add(sid)
+
+    def listed(self, sid: str) -> None:
+        """The socket's presence list is being made: it gets only the events queued from now
+        on, as if they had been sent at once."""
+        self._unlisted.discard(sid)
         if self._events:
             self._late[sid] = len(self._events)
+            eio_sid = self._sio.manager.eio_sid_from_sid(sid, "/")
+            if eio_sid is not None:
+                self._late_eio[eio_sid] = len(self._events)
+
+    def before_send(self, eio_sid: str) -> None:
+        """Something else is about to be sent to this socket: if events are queued for it,
+        they leave first (the whole batch, now)."""
+        first = self._late_eio.get(eio_sid, 0)
+        if first >= len(self._events):
+            return
+        manager = self._sio.manager
+        sid = manager.sid_from_eio_sid(eio_sid, "/")
+        if sid in self._unlisted:
+            return
+        for _, _, _, skip_room in self._events[first:]:
+            skipped = skip_room is not None and any(
+                other == sid for other, _ in manager.get_participants("/", skip_room)
+            )
+            if not skipped:
+                self.flush()  # this one is for it
+                return
 
     def add(self, event: str, payload: Any, skip_room: str | None = None) -> None:
         """Queue `event` for every socket of the namespace but those in room `skip_room` when
@@ -560,6 +612,7 @@ class EveryoneBatch:
     def flush(self) -> None:
         queued, self._events = self._events, []
         late, self._late = self._late, {}
+        self._late_eio = {}
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -570,14 +623,19 @@ class EveryoneBatch:
             (event, pkt, wire, frozenset(sid for sid, _ in manager.get_participants("/", room)))
             for event, pkt, wire, room in queued
         ]
-        excluded = frozenset().union(*(skip for _, _, _, skip in events), late)
+        unlisted = self._unlisted
+        excluded = frozenset().union(*(skip for _, _, _, skip in events), late, unlisted)
         everything = b"".join(wire for _, _, wire, _ in events)
         sockets = self._sio.eio.sockets
         counts = [0] * len(events)  # recipients per event among the excluded ones
         plain = 0  # sockets that get every event of the batch
         never = self._never
+        still_unlisted: set[str] = set()
         for sid, eio_sid in manager.get_participants("/", None):
             if sid in never:
+                continue
+            if sid in unlisted:
+                still_unlisted.add(sid)  # (one that left before its list is forgotten here)
                 continue
             if sid in excluded:
                 first = late.get(sid, 0)
@@ -599,6 +657,7 @@ class EveryoneBatch:
             task = asyncio.create_task(self._send_slowly(sock, packets))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        self._unlisted = still_unlisted
         if self._delivered is not None:
             for (event, _, _, _), count in zip(events, counts, strict=True):
                 self._delivered(event, count + plain)

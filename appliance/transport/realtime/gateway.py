@@ -102,9 +102,14 @@ class SocketNotifier:
         self._everyone = EveryoneBatch(sio, self.service_sids, delivered) if self._direct else None
 
     def socket_joined(self, sid: str) -> None:
-        """A user's socket connected (before its presence list is made)."""
+        """A user's socket connected (its presence list is still to be made)."""
         if self._everyone is not None:
             self._everyone.joined(sid)
+
+    def socket_listed(self, sid: str) -> None:
+        """A user's socket's presence list is being made."""
+        if self._everyone is not None:
+            self._everyone.listed(sid)
 
     def sids_of(self, user_id: int) -> list[str]:
         return [sid for sid, _ in self._sio.manager.get_participants("/", user_room(user_id))]
@@ -190,6 +195,7 @@ class RealtimeGateway:
         service_key: Callable[[], str] | None = None,
         service_sids: set[str] | None = None,
         socket_joined: Callable[[str], None] | None = None,
+        socket_listed: Callable[[str], None] | None = None,
         heap: HeapTrimmer | None = None,
     ) -> None:
         self._sio = sio
@@ -197,6 +203,7 @@ class RealtimeGateway:
         self._heap = heap
         #: Told each user socket that connects, before its presence list is made.
         self._socket_joined = socket_joined
+        self._socket_listed = socket_listed
         self._auth = auth
         self._presence = presence
         self._chat = chat
@@ -420,6 +427,8 @@ class RealtimeGateway:
 
     async def _send_presence_list(self, sid: str) -> None:
         await asyncio.sleep(0)
+        if self._socket_listed is not None:
+            self._socket_listed(sid)  # presence from here on reaches it as events
         await self._sio.emit(PRESENCE_LIST, await self._presence_payload(), to=sid)
 
     async def _presence_payload(self) -> dict[str, Any]:
