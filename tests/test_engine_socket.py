@@ -50,6 +50,11 @@ def server_socket(server: RunningServer, eio_sid: str) -> Any:
     return server.app.sio.eio.sockets[eio_sid]
 
 
+def socket_of(server: RunningServer, sid: str) -> Any:
+    """The server's engine.io socket behind a Socket.IO sid."""
+    return server_socket(server, server.app.sio.manager.eio_sid_from_sid(sid, "/"))
+
+
 async def until(condition: Any, timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
@@ -160,8 +165,7 @@ async def test_back_pressure_keeps_the_order(server: RunningServer) -> None:
     count, pad = 2000, "x" * 4000  # ~8 MB: far more than the socket buffers hold
     async with aiohttp.ClientSession() as session:
         ws, sid = await raw_connect(session, server, token)
-        eio_sid = server.app.sio.manager.eio_sid_from_sid(sid, "/")
-        sock = server_socket(server, eio_sid)
+        sock = socket_of(server, sid)
         notifier = server.app.notifier
         sending = asyncio.gather(
             *(notifier.to_socket(sid, "test:seq", {"n": i, "pad": pad}) for i in range(count))
@@ -184,8 +188,7 @@ async def test_a_silent_client_is_hung_up_on(tmp_path: Path) -> None:
         await server.add_user("bob")
         async with aiohttp.ClientSession() as session:
             ws, sid = await raw_connect(session, server, await server.token("bob"))
-            eio_sid = server.app.sio.manager.eio_sid_from_sid(sid, "/")
-            sock = server_socket(server, eio_sid)
+            sock = socket_of(server, sid)
             # Never answer a ping: within a few ping cycles the server closes the websocket.
             async with asyncio.timeout(10):
                 async for _ in ws:
@@ -204,8 +207,7 @@ async def test_pings_come_from_timers_and_a_live_client_stays(tmp_path: Path) ->
         await server.add_user("bob")
         async with aiohttp.ClientSession() as session:
             ws, sid = await raw_connect(session, server, await server.token("bob"))
-            eio_sid = server.app.sio.manager.eio_sid_from_sid(sid, "/")
-            sock = server_socket(server, eio_sid)
+            sock = socket_of(server, sid)
             pings = 0
             async with asyncio.timeout(10):
                 while pings < 3:  # three cycles: longer than ping_interval + ping_timeout
@@ -219,7 +221,7 @@ async def test_pings_come_from_timers_and_a_live_client_stays(tmp_path: Path) ->
             assert sock.queue is DRAINED and sock._backlog is None
             protocol = sock._ws.asgi_send.__self__
             assert type(protocol.queue) is Mailbox and protocol.request is None
-            assert "wsgi.input" not in server.app.sio.environ[eio_sid]
+            assert "wsgi.input" not in server.app.sio.environ[sock.sid]
             await server.app.notifier.to_socket(sid, "test:ping", {"n": 1})  # still served
             while not (frame := await ws.receive_str()).startswith('42["test:ping"'):
                 pass
