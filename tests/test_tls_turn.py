@@ -9,7 +9,6 @@ import os
 import signal
 import ssl
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -24,7 +23,7 @@ from appliance.config import Settings
 from appliance.services.turnserver import supervise
 from tests.support import make_settings, stop_process
 from tests.tls_support import client_context, handshake
-from tests.turn_support import free_udp_tcp_port, turn_overrides
+from tests.turn_support import free_udp_tcp_port, start_appliance_turn, turn_overrides
 
 
 def turn_settings(data_dir: Path, **turn: Any) -> Settings:
@@ -129,11 +128,7 @@ async def test_supervisor_ends_when_coturn_dies(tmp_path: Path) -> None:
 @pytest.mark.timeout(60)
 async def test_appliance_turn_stops_on_sigterm(tmp_path: Path) -> None:
     settings = turn_settings(tmp_path / "data")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "appliance", "--data-dir", str(settings.data_dir), "turn"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_appliance_turn(settings)
     try:
         await wait_stun(settings.config.turn.port, proc)
         ca_pem = (settings.data_dir / "tls" / "ca.pem").read_bytes()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +16,7 @@ from appliance.adapters import certificates
 from appliance.adapters.coturn_process import MAX_LINE, CertificateWatch, _Lines, command, run
 from tests.support import make_settings, stop_process
 from tests.test_tls_turn import wait_stun
-from tests.turn_support import free_udp_tcp_port, turn_overrides
+from tests.turn_support import free_udp_tcp_port, start_appliance_turn, turn_overrides
 
 
 def _pair(ca: tuple[bytes, bytes], name: str) -> tuple[bytes, bytes]:
@@ -98,11 +97,7 @@ async def test_appliance_turn_becomes_the_small_watcher(tmp_path: Path) -> None:
     settings = make_settings(
         tmp_path / "data", {"turn": {**turn_overrides(), "tls_port": free_udp_tcp_port()}}
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "appliance", "--data-dir", str(settings.data_dir), "turn"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_appliance_turn(settings)
     try:
         await wait_stun(settings.config.turn.port, proc)
         cmdline = Path(f"/proc/{proc.pid}/cmdline").read_text().split("\0")

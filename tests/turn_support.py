@@ -6,6 +6,7 @@ import asyncio
 import random
 import socket
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -43,6 +44,15 @@ def turn_overrides(*, allow_loopback_peers: bool = True) -> dict[str, Any]:
         "max_port": base + 49,
         "allow_loopback_peers": allow_loopback_peers,
     }
+
+
+def start_appliance_turn(settings: Settings) -> subprocess.Popen[bytes]:
+    """`appliance turn` as its service runs it (certificate, config, then the watcher)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "appliance", "--data-dir", str(settings.data_dir), "turn"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 @asynccontextmanager
